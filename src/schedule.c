@@ -1,0 +1,39 @@
+/* schedule.c: see schedule.h. */
+#include "schedule.h"
+
+#include <math.h>
+
+void schedule_init(schedule *s, const ccdl_spec *spec, int64_t steps_per_epoch) {
+    double scale = 1.0;
+    if (spec->schedule.scaling == LR_SCALE_LINEAR)
+        scale = (double)spec->workers * spec->schedule.local_batch / spec->schedule.base_batch;
+    s->lr_start = spec->schedule.lr;
+    s->lr_peak = spec->schedule.lr * scale;
+    s->steps_per_epoch = steps_per_epoch;
+    s->total_steps = steps_per_epoch * spec->schedule.epochs;
+    s->warmup_steps = (int64_t)llround(spec->schedule.warmup_epochs * (double)steps_per_epoch);
+    s->n_decay = spec->schedule.n_decay;
+    for (int k = 0; k < s->n_decay; k++)
+        s->decay_step[k] = (int64_t)llround(spec->schedule.decay_at[k] * (double)s->total_steps);
+    s->decay_factor = spec->schedule.decay_factor;
+}
+
+int schedule_phase(const schedule *s, int64_t step) {
+    int phase = 1;
+    for (int k = 0; k < s->n_decay; k++)
+        if (step >= s->decay_step[k]) phase = k + 2;
+    return phase;
+}
+
+double schedule_lr(const schedule *s, int64_t step) {
+    double lr = s->lr_peak;
+    if (step < s->warmup_steps)
+        lr = s->lr_start + (s->lr_peak - s->lr_start) * (double)step / (double)s->warmup_steps;
+    for (int k = 1; k < schedule_phase(s, step); k++) lr *= s->decay_factor;
+    return lr;
+}
+
+void schedule_phase_bounds(const schedule *s, int phase, int64_t *start, int64_t *end) {
+    *start = phase == 1 ? 0 : s->decay_step[phase - 2];
+    *end = phase == s->n_decay + 1 ? s->total_steps : s->decay_step[phase - 1];
+}

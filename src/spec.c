@@ -1,0 +1,496 @@
+/* spec.c: experiment specs from JSON (jansson), validated against one field table.
+ *
+ * Each object in a spec has a table of fields (key, type, place in ccdl_spec, range or
+ * choices, doc). Parsing walks the JSON object against its table: unknown keys, wrong
+ * types and values out of range are errors naming the JSON path; the same tables emit the
+ * canonical resolved spec and the key reference in docs/spec.md. Defaults live in
+ * spec_set_defaults(), in one place. */
+#include "spec.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "topology.h"
+
+/* ---------------------------------------------------------------- field tables */
+
+typedef enum {
+    F_INT,     /* int */
+    F_INT64,   /* int64_t */
+    F_DOUBLE,  /* double */
+    F_BOOL,    /* int 0/1 */
+    F_STRING,  /* char[size]; optional choices */
+    F_CHOICE,  /* int index into choices */
+    F_DOUBLES, /* double[size], count in an int at count_offset */
+    F_INTS,    /* int[size], count in an int at count_offset */
+    F_OBJECT   /* nested object with its own table */
+} field_type;
+
+typedef struct field {
+    const char *key;
+    field_type type;
+    size_t offset; /* into ccdl_spec */
+    size_t size;   /* F_STRING: capacity; F_DOUBLES/F_INTS: max count */
+    size_t count_offset;
+    double min, max; /* inclusive numeric range (for lists: of each element) */
+    const char *const *choices;
+    const struct field *sub;
+    const char *doc;
+} field;
+
+#define FIELD_END                                                                                  \
+    { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL }
+#define OFF(member) offsetof(ccdl_spec, member)
+#define SIZE(member) sizeof(((ccdl_spec *)0)->member)
+#define NUM(key, type, member, lo, hi, doc)                                                        \
+    { key, type, OFF(member), 0, 0, lo, hi, NULL, NULL, doc }
+#define STR(key, member, choices, doc)                                                             \
+    { key, F_STRING, OFF(member), SIZE(member), 0, 0, 0, choices, NULL, doc }
+#define CHOICE(key, member, choices, doc)                                                          \
+    { key, F_CHOICE, OFF(member), 0, 0, 0, 0, choices, NULL, doc }
+#define LIST(key, type, member, count, lo, hi, doc)                                                \
+    {                                                                                              \
+        key, type, OFF(member), SIZE(member) / sizeof(((ccdl_spec *)0)->member[0]), OFF(count),    \
+            lo, hi, NULL, NULL, doc                                                                \
+    }
+#define OBJECT(key, table, doc)                                                                    \
+    { key, F_OBJECT, 0, 0, 0, 0, 0, NULL, table, doc }
+
+static const char *const dataset_names[] = {"fashion-mnist", NULL};
+static const char *const model_kinds[] = {"mlp", NULL};
+static const char *const optimizer_kinds[] = {"sgd", NULL};
+static const char *const scaling_names[] = {"none", "linear", NULL};
+static const char *const comm_mode_names[] = {"allreduce", "gossip", NULL};
+
+static const field data_fields[] = {
+    STR("dataset", data.dataset, dataset_names, "which dataset"),
+    STR("path", data.path, NULL, "directory holding the dataset files"),
+    NUM("train_subset", F_INT64, data.train_subset, 0, 1e12,
+        "use only the first k training samples (0: all)"),
+    NUM("test_subset", F_INT64, data.test_subset, 0, 1e12,
+        "use only the first k test samples (0: all)"),
+    FIELD_END};
+
+static const field model_fields[] = {STR("kind", model.kind, model_kinds, "network architecture"),
+                                     LIST("hidden", F_INTS, model.hidden, model.n_hidden, 1,
+                                          1 << 20, "mlp: hidden layer widths (at most 8)"),
+                                     FIELD_END};
+
+static const field optimizer_fields[] = {
+    STR("kind", optimizer.kind, optimizer_kinds, "optimizer"),
+    NUM("momentum", F_DOUBLE, optimizer.momentum, 0, 0.999999, "momentum coefficient mu"),
+    NUM("nesterov", F_BOOL, optimizer.nesterov, 0, 1, "Nesterov momentum (PyTorch semantics)"),
+    NUM("weight_decay", F_DOUBLE, optimizer.weight_decay, 0, 1, "L2 weight decay"), FIELD_END};
+
+static const field schedule_fields[] = {
+    NUM("epochs", F_INT, schedule.epochs, 1, 100000, "training epochs"),
+    NUM("local_batch", F_INT, schedule.local_batch, 1, 65536, "mini-batch per worker"),
+    NUM("lr", F_DOUBLE, schedule.lr, 1e-12, 1e6, "learning rate per base_batch samples (> 0)"),
+    CHOICE("scaling", schedule.scaling, scaling_names,
+           "linear: lr * workers * local_batch / base_batch"),
+    NUM("base_batch", F_DOUBLE, schedule.base_batch, 1, 1e9, "batch the lr is quoted for"),
+    NUM("warmup_epochs", F_DOUBLE, schedule.warmup_epochs, 0, 1e6,
+        "linear warm-up from lr to the scaled lr"),
+    LIST("decay_at", F_DOUBLES, schedule.decay_at, schedule.n_decay, 1e-9, 1 - 1e-9,
+         "fractions of training (increasing, in (0, 1)) where lr is multiplied by decay_factor; "
+         "they split training into phases"),
+    NUM("decay_factor", F_DOUBLE, schedule.decay_factor, 1e-9, 1, "lr multiplier at each decay"),
+    FIELD_END};
+
+static const field topology_fields[] = {
+    CHOICE("kind", topology.kind, topology_kind_names, "gossip topology"), FIELD_END};
+
+static const field communication_fields[] = {
+    CHOICE("mode", communication.mode, comm_mode_names,
+           "allreduce: exact average every step; gossip: one round over the topology"),
+    FIELD_END};
+
+static const field trace_fields[] = {
+    STR("path", trace.path, NULL, "HDF5 trace file (default: <name>.h5; --out overrides)"),
+    NUM("measure_xi", F_BOOL, trace.measure_xi, 0, 1,
+        "exact consensus distance every step (costs one all-reduce of the model)"),
+    FIELD_END};
+
+static const field root_fields[] = {
+    STR("name", name, NULL, "experiment name"),
+    NUM("seed", F_INT64, seed, 0, 9.007199254740992e15, "seed of every random choice"),
+    NUM("workers", F_INT, workers, 1, 65536, "number of workers n"),
+    NUM("threads", F_INT, threads, 1, 256, "oneDNN threads per worker"),
+    OBJECT("data", data_fields, "dataset"),
+    OBJECT("model", model_fields, "network"),
+    OBJECT("optimizer", optimizer_fields, "local optimizer"),
+    OBJECT("schedule", schedule_fields, "epochs, batch and learning-rate schedule"),
+    OBJECT("topology", topology_fields, "gossip topology"),
+    OBJECT("communication", communication_fields, "how workers communicate"),
+    OBJECT("trace", trace_fields, "HDF5 output"),
+    FIELD_END};
+
+static void spec_set_defaults(ccdl_spec *s) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "ccdl");
+    s->seed = 1;
+    s->workers = 8;
+    s->threads = 1;
+    snprintf(s->data.dataset, sizeof s->data.dataset, "fashion-mnist");
+    snprintf(s->data.path, sizeof s->data.path, "%s", CCDL_DEFAULT_DATA_DIR);
+    snprintf(s->model.kind, sizeof s->model.kind, "mlp");
+    s->model.hidden[0] = 256;
+    s->model.n_hidden = 1;
+    snprintf(s->optimizer.kind, sizeof s->optimizer.kind, "sgd");
+    s->optimizer.momentum = 0.9;
+    s->optimizer.nesterov = 1;
+    s->optimizer.weight_decay = 1e-4;
+    s->schedule.epochs = 10;
+    s->schedule.local_batch = 32;
+    s->schedule.lr = 0.1;
+    s->schedule.scaling = LR_SCALE_LINEAR;
+    s->schedule.base_batch = 64;
+    s->schedule.warmup_epochs = 0;
+    s->schedule.decay_at[0] = 0.5;
+    s->schedule.decay_at[1] = 0.75;
+    s->schedule.n_decay = 2;
+    s->schedule.decay_factor = 0.1;
+    s->topology.kind = TOPO_RING;
+    s->communication.mode = COMM_GOSSIP;
+    s->trace.measure_xi = 1;
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+static const char *json_type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
+static void choices_text(const char *const *choices, char *buf, size_t cap) {
+    buf[0] = '\0';
+    for (int i = 0; choices[i]; i++) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", choices[i]);
+    }
+}
+
+static int choice_index(const char *const *choices, const char *s) {
+    for (int i = 0; choices[i]; i++)
+        if (strcmp(choices[i], s) == 0) return i;
+    return -1;
+}
+
+/* A JSON number as a double; integers must be exactly representable. */
+static int json_number(const json_t *v, double *out) {
+    if (json_is_integer(v))
+        *out = (double)json_integer_value(v);
+    else if (json_is_real(v))
+        *out = json_real_value(v);
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_number(const field *f, const json_t *v, double *out, const char *src,
+                        const char *path, ccdl_error *err) {
+    int integral = f->type == F_INT || f->type == F_INT64 || f->type == F_INTS;
+    if (integral && !json_is_integer(v))
+        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected an integer; got %s", src, path,
+                         json_type_name(v));
+    if (json_number(v, out) != 0)
+        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected a number; got %s", src, path,
+                         json_type_name(v));
+    if (!isfinite(*out) || *out < f->min || *out > f->max) {
+        if (integral)
+            return ccdl_fail(err, CCDL_ERR_INPUT,
+                             "%s: %s: expected an integer in [%.17g, %.17g]; got %.17g", src, path,
+                             f->min, f->max, *out);
+        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected a number in [%g, %g]; got %.17g",
+                         src, path, f->min, f->max, *out);
+    }
+    return 0;
+}
+
+static int parse_object(const field *table, const json_t *obj, ccdl_spec *spec, const char *src,
+                        const char *prefix, ccdl_error *err);
+
+static int parse_field(const field *f, const json_t *v, ccdl_spec *spec, const char *src,
+                       const char *path, ccdl_error *err) {
+    char *base = (char *)spec + f->offset;
+    double x;
+    switch (f->type) {
+    case F_INT:
+    case F_INT64:
+    case F_DOUBLE:
+        if (parse_number(f, v, &x, src, path, err)) return -1;
+        if (f->type == F_INT)
+            *(int *)base = (int)x;
+        else if (f->type == F_INT64)
+            *(int64_t *)base = (int64_t)json_integer_value(v);
+        else
+            *(double *)base = x;
+        return 0;
+    case F_BOOL:
+        if (!json_is_boolean(v))
+            return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected true or false; got %s", src,
+                             path, json_type_name(v));
+        *(int *)base = json_is_true(v);
+        return 0;
+    case F_STRING:
+    case F_CHOICE: {
+        if (!json_is_string(v))
+            return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected a string; got %s", src, path,
+                             json_type_name(v));
+        const char *s = json_string_value(v);
+        int idx = f->choices ? choice_index(f->choices, s) : 0;
+        if (idx < 0) {
+            char list[512];
+            choices_text(f->choices, list, sizeof list);
+            return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected one of %s; got \"%s\"", src,
+                             path, list, s);
+        }
+        if (f->type == F_CHOICE) {
+            *(int *)base = idx;
+            return 0;
+        }
+        if (strlen(s) == 0 || strlen(s) >= f->size)
+            return ccdl_fail(err, CCDL_ERR_INPUT,
+                             "%s: %s: expected a non-empty string of at most %zu characters", src,
+                             path, f->size - 1);
+        memcpy(base, s, strlen(s) + 1);
+        return 0;
+    }
+    case F_DOUBLES:
+    case F_INTS: {
+        if (!json_is_array(v))
+            return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected an array; got %s", src, path,
+                             json_type_name(v));
+        size_t count = json_array_size(v);
+        if (count > f->size)
+            return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected at most %zu entries; got %zu",
+                             src, path, f->size, count);
+        for (size_t k = 0; k < count; k++) {
+            char item[300];
+            snprintf(item, sizeof item, "%s[%zu]", path, k);
+            if (parse_number(f, json_array_get(v, k), &x, src, item, err)) return -1;
+            if (f->type == F_INTS)
+                ((int *)base)[k] = (int)x;
+            else
+                ((double *)base)[k] = x;
+        }
+        *(int *)((char *)spec + f->count_offset) = (int)count;
+        return 0;
+    }
+    case F_OBJECT:
+        if (!json_is_object(v))
+            return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected an object; got %s", src, path,
+                             json_type_name(v));
+        return parse_object(f->sub, v, spec, src, path, err);
+    }
+    return -1;
+}
+
+static int parse_object(const field *table, const json_t *obj, ccdl_spec *spec, const char *src,
+                        const char *prefix, ccdl_error *err) {
+    const char *key;
+    json_t *v;
+    /* Strict: a key nobody asked for is an error, so a typo never runs the wrong grid. */
+    json_object_foreach((json_t *)obj, key, v) {
+        const field *f = table;
+        while (f->key && strcmp(f->key, key) != 0) f++;
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", key);
+        if (!f->key) {
+            char list[512] = "";
+            for (const field *g = table; g->key; g++) {
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof list - len, "%s%s", g == table ? "" : ", ", g->key);
+            }
+            return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: unknown key (expected one of %s)", src,
+                             path, list);
+        }
+        if (parse_field(f, v, spec, src, path, err)) return -1;
+    }
+    return 0;
+}
+
+/* Rules that span several fields. */
+static int spec_validate(const ccdl_spec *s, const char *src, ccdl_error *err) {
+    for (int k = 1; k < s->schedule.n_decay; k++)
+        if (!(s->schedule.decay_at[k] > s->schedule.decay_at[k - 1]))
+            return ccdl_fail(err, CCDL_ERR_INPUT,
+                             "%s: schedule.decay_at[%d]: expected increasing fractions; got %g "
+                             "after %g",
+                             src, k, s->schedule.decay_at[k], s->schedule.decay_at[k - 1]);
+    if (s->schedule.warmup_epochs > s->schedule.epochs)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: schedule.warmup_epochs: expected at most epochs (%d); got %g", src,
+                         s->schedule.epochs, s->schedule.warmup_epochs);
+    if (s->data.train_subset &&
+        s->data.train_subset < (int64_t)s->workers * s->schedule.local_batch)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: data.train_subset: expected at least workers * local_batch = %lld "
+                         "samples; got %lld",
+                         src, (long long)s->workers * s->schedule.local_batch,
+                         (long long)s->data.train_subset);
+    if (s->communication.mode == COMM_GOSSIP) {
+        ccdl_error terr;
+        if (topology_check((topology_kind)s->topology.kind, s->workers, &terr))
+            return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s", src, terr.text);
+    }
+    return 0;
+}
+
+int spec_parse(const char *json_text, const char *source, ccdl_spec *spec, ccdl_error *err) {
+    json_error_t jerr;
+    spec_set_defaults(spec);
+    json_t *root = json_loads(json_text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return ccdl_fail(err, CCDL_ERR_INPUT, "%s:%d:%d: invalid JSON: %s", source, jerr.line,
+                         jerr.column, jerr.text);
+    int rc = 0;
+    if (!json_is_object(root))
+        rc = ccdl_fail(err, CCDL_ERR_INPUT, "%s: expected a JSON object at the top; got %s", source,
+                       json_type_name(root));
+    else
+        rc = parse_object(root_fields, root, spec, source, "", err);
+    json_decref(root);
+    if (rc) return rc;
+    if (spec->trace.path[0] == '\0')
+        snprintf(spec->trace.path, sizeof spec->trace.path, "%s.h5", spec->name);
+    return spec_validate(spec, source, err);
+}
+
+int spec_load(const char *path, ccdl_spec *spec, ccdl_error *err) {
+    char *text = read_text_file(path, NULL, err);
+    if (!text) return -1;
+    int rc = spec_parse(text, path, spec, err);
+    free(text);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- emitting */
+
+static json_t *emit_object(const field *table, const ccdl_spec *spec) {
+    json_t *obj = json_object();
+    for (const field *f = table; f->key; f++) {
+        const char *base = (const char *)spec + f->offset;
+        json_t *v = NULL;
+        switch (f->type) {
+        case F_INT:
+            v = json_integer(*(const int *)base);
+            break;
+        case F_INT64:
+            v = json_integer(*(const int64_t *)base);
+            break;
+        case F_DOUBLE:
+            v = json_real(*(const double *)base);
+            break;
+        case F_BOOL:
+            v = json_boolean(*(const int *)base);
+            break;
+        case F_STRING:
+            v = json_string(base);
+            break;
+        case F_CHOICE:
+            v = json_string(f->choices[*(const int *)base]);
+            break;
+        case F_DOUBLES:
+        case F_INTS: {
+            v = json_array();
+            int count = *(const int *)((const char *)spec + f->count_offset);
+            for (int k = 0; k < count; k++)
+                json_array_append_new(v, f->type == F_INTS ? json_integer(((const int *)base)[k])
+                                                           : json_real(((const double *)base)[k]));
+            break;
+        }
+        case F_OBJECT:
+            v = emit_object(f->sub, spec);
+            break;
+        }
+        json_object_set_new(obj, f->key, v);
+    }
+    return obj;
+}
+
+char *spec_canonical_json(const ccdl_spec *spec) {
+    json_t *root = emit_object(root_fields, spec);
+    char *text = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    if (!text) ccdl_die("cannot serialise spec");
+    char *copy = xstrdup(text);
+    free(text);
+    return copy;
+}
+
+/* ---------------------------------------------------------------- reference */
+
+static const char *type_text(const field *f) {
+    switch (f->type) {
+    case F_INT:
+    case F_INT64:
+        return "integer";
+    case F_DOUBLE:
+        return "number";
+    case F_BOOL:
+        return "boolean";
+    case F_STRING:
+    case F_CHOICE:
+        return "string";
+    case F_DOUBLES:
+        return "array of numbers";
+    case F_INTS:
+        return "array of integers";
+    case F_OBJECT:
+        return "object";
+    }
+    return "?";
+}
+
+static void print_table(const field *table, const json_t *defaults, const char *prefix) {
+    for (const field *f = table; f->key; f++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", f->key);
+        json_t *dv = json_object_get(defaults, f->key);
+        if (f->type == F_OBJECT) {
+            print_table(f->sub, dv, path);
+            continue;
+        }
+        char *dtext = json_dumps(dv, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6));
+        char range[600] = "";
+        if (f->choices) {
+            char list[512];
+            choices_text(f->choices, list, sizeof list);
+            snprintf(range, sizeof range, "one of: %s", list);
+        } else if (f->type != F_STRING && f->type != F_BOOL) {
+            snprintf(range, sizeof range, "[%g, %g]", f->min, f->max);
+        }
+        printf("| `%s` | %s | `%s` | %s | %s |\n", path, type_text(f), dtext ? dtext : "", range,
+               f->doc);
+        free(dtext);
+    }
+}
+
+void spec_print_reference(void) {
+    ccdl_spec defaults;
+    spec_set_defaults(&defaults);
+    snprintf(defaults.trace.path, sizeof defaults.trace.path, "<name>.h5");
+    json_t *d = emit_object(root_fields, &defaults);
+    printf("| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n");
+    print_table(root_fields, d, "");
+    json_decref(d);
+}

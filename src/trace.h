@@ -1,0 +1,83 @@
+/* trace.h: the HDF5 trace of one run (layout in docs/trace.md).
+ *
+ *   /                 attrs: ccdl_version, spec, n, ranks, threads, created, completed, exit_reason
+ *   /steps/<column>   one row per training step
+ *   /epochs/<column>  one row per epoch
+ *   /phases/<column>  one row per learning-rate phase
+ *
+ * Only rank 0 writes (plain HDF5 calls, no MPI-IO). The file is written in SWMR mode so that
+ * a run killed at any moment leaves a file h5py can read, holding every row up to the last
+ * trace_flush(); `completed` becomes 1 only in trace_close(..., completed = 1, ...).
+ * Every dataset carries `units` and `description` attributes; wall-clock columns also carry
+ * `wallclock = 1` so comparisons across rank layouts can skip them. */
+#ifndef CCDL_TRACE_H
+#define CCDL_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct {
+    const char *version;   /* ccdl version string */
+    const char *spec_json; /* canonical spec JSON text */
+    int n_workers;
+    int ranks;
+    int threads; /* oneDNN threads per worker */
+} trace_meta;
+
+typedef struct {
+    int64_t step;     /* global step index, from 0 */
+    int32_t epoch;    /* epoch the step belongs to, from 0 */
+    int32_t phase;    /* learning-rate phase, from 1 */
+    double lr;        /* learning rate used */
+    double loss;      /* mean training loss over workers */
+    double grad_norm; /* mean over workers of ||g_i|| */
+    double xi;        /* exact consensus distance after communication (NaN if not measured) */
+    double theta;     /* estimator Theta of the last gossip round (NaN if none) */
+    double target;    /* consensus target this step (NaN if uncontrolled) */
+    int32_t rounds;   /* gossip rounds this step (0: none, -1 for all-reduce) */
+    int32_t capped;   /* 1 if the round cap was hit */
+    double compute_s; /* wall-clock: local compute */
+    double comm_s;    /* wall-clock: communication and measurement */
+} trace_step_row;
+
+typedef struct {
+    int32_t epoch;     /* from 0 */
+    double train_loss; /* mean training loss over the epoch's steps */
+    double test_loss;  /* mean test loss of the averaged model */
+    double test_acc;   /* top-1 test accuracy of the averaged model, in [0, 1] */
+    double xi_mean;    /* mean Xi over the epoch's steps */
+    double wall_s;     /* wall-clock seconds since the start of training */
+} trace_epoch_row;
+
+typedef struct {
+    int32_t phase;      /* from 1 */
+    int64_t start_step; /* first step of the phase */
+    int64_t end_step;   /* one past the last step */
+    double max_xi;      /* max Xi over the phase's steps */
+    double mean_rounds; /* mean gossip rounds per step */
+} trace_phase_row;
+
+typedef struct trace trace;
+
+/* Create (truncate) path; root attrs written with completed = 0. NULL + err on failure. */
+trace *trace_create(const char *path, const trace_meta *meta, ccdl_error *err);
+/* Append rows to in-memory buffers (written by trace_flush). Never fail. */
+void trace_append_step(trace *t, const trace_step_row *row);
+void trace_append_epoch(trace *t, const trace_epoch_row *row);
+void trace_append_phase(trace *t, const trace_phase_row *row);
+/* Write buffered rows to the file and flush it to disk. */
+int trace_flush(trace *t, ccdl_error *err);
+/* Flush, set completed (0/1) and exit_reason, close, free; *t = NULL. NULL-safe. */
+int trace_close(trace **t, int completed, const char *exit_reason, ccdl_error *err);
+
+/* Readers (any rank, no MPI): for reference traces and tests. */
+/* Read /group/name as doubles (any numeric type). *out malloc'd, caller frees. */
+int trace_read_column(const char *path, const char *group, const char *name, double **out,
+                      size_t *count, ccdl_error *err);
+/* Read a root attribute: string (caller frees *out) or integer. */
+int trace_read_attr_string(const char *path, const char *name, char **out, ccdl_error *err);
+int trace_read_attr_int(const char *path, const char *name, long *out, ccdl_error *err);
+
+#endif

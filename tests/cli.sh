@@ -1,0 +1,35 @@
+# cli.sh: the command line: help, version, usage errors, validate, missing files, exit codes.
+. "$(dirname "$0")/lib.sh"
+check "--help exits 0 and shows usage" sh -c "'$CCDL' --help | grep -q 'usage: ccdl run SPEC'"
+check "--version prints the version" sh -c "'$CCDL' --version | grep -Eq '^ccdl [0-9]+\.[0-9]+'"
+"$CCDL" frobnicate 2> "$work/e"; code=$?
+check "unknown command: exit 2" test "$code" -eq 2
+check "unknown command: named" grep -q "unknown command 'frobnicate'" "$work/e"
+"$CCDL" run 2> "$work/e"; code=$?
+check "run without SPEC: exit 2" test "$code" -eq 2
+"$CCDL" run "$specs/tiny-ring.json" --bogus 2> "$work/e"; code=$?
+check "unknown option: exit 2" test "$code" -eq 2
+"$CCDL" run "$work/nonexistent.json" 2> "$work/e"; code=$?
+check "missing spec file: exit 2" test "$code" -eq 2
+check "missing spec file: one line naming it" \
+    sh -c "test \$(wc -l < '$work/e') -eq 1 && grep -q 'nonexistent.json: cannot open' '$work/e'"
+check "validate a good spec" sh -c "'$CCDL' validate '$specs/tiny-ring.json' | grep -q ': ok'"
+check "validate on 2 ranks" sh -c "'$MPIEXEC' -n 2 '$CCDL' validate '$specs/tiny-ring.json' | grep -q ': ok'"
+check "spec-keys lists every section" sh -c "'$CCDL' spec-keys | grep -q '| \`topology.kind\` |'"
+# a corrupt data file: exit 2, one line naming the file, no completed trace
+mkdir -p "$work/data"
+printf 'not gzip, not idx' > "$work/data/train-images-idx3-ubyte.gz"
+cp /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz "$work/data/" 2>/dev/null
+sed "s#\"train_subset\": 2048#\"path\": \"$work/data\", \"train_subset\": 2048#" "$specs/tiny-ring.json" > "$work/corrupt.json"
+"$CCDL" run "$work/corrupt.json" --out "$work/corrupt.h5" 2> "$work/e"; code=$?
+check "corrupt data file: exit 2" test "$code" -eq 2
+check "corrupt data file: one line naming the file" \
+    sh -c "test \$(wc -l < '$work/e') -eq 1 && grep -q 'train-images-idx3-ubyte.gz' '$work/e'"
+check "corrupt data file: no trace" test ! -e "$work/corrupt.h5"
+# a good run: exit 0, progress on stderr, completed trace
+"$CCDL" run "$specs/tiny-ring.json" --out "$work/ok.h5" 2> "$work/progress"; code=$?
+check "run exits 0" test "$code" -eq 0
+check "one progress line per epoch" test "$(grep -c 'epoch [0-9]*/2 .*test_acc .*eta' "$work/progress")" -eq 2
+check "trace completed = 1" test "$(h5attr "$work/ok.h5" completed)" = 1
+check "trace exit_reason = finished" test "$(h5attr "$work/ok.h5" exit_reason)" = finished
+finish

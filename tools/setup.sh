@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# setup.sh: install the Debian 12 packages ccdl needs to build, test, run and analyse.
+# Idempotent: installs only what is missing. Run as root (or with sudo available).
+set -euo pipefail
+packages=(
+    build-essential autoconf automake libtool pkg-config   # build
+    mpich libmpich-dev                                     # MPI
+    libdnnl-dev                                            # oneDNN 2.x
+    libhdf5-mpich-dev hdf5-tools                           # parallel HDF5, h5dump
+    libjansson-dev zlib1g-dev liblapacke-dev               # JSON, gzip, eigenvalues
+    dataset-fashion-mnist                                  # the default data
+    python3 python3-h5py python3-numpy python3-matplotlib  # analysis (/usr/bin/python3)
+    clang-format                                           # format check in make check
+)
+missing=()
+for p in "${packages[@]}"; do
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all ${#packages[@]} packages present"
+    exit 0
+fi
+echo "setup: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+echo "setup: done"
