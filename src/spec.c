@@ -477,7 +477,7 @@ static void print_table(const field *table, const json_t *defaults, const char *
             choices_text(f->choices, list, sizeof list);
             snprintf(range, sizeof range, "one of: %s", list);
         } else if (f->type != F_STRING && f->type != F_BOOL) {
-            snprintf(range, sizeof range, "[%g, %g]", f->min, f->max);
+            snprintf(range, sizeof range, "[%.10g, %.10g]", f->min, f->max);
         }
         printf("| `%s` | %s | `%s` | %s | %s |\n", path, type_text(f), dtext ? dtext : "", range,
                f->doc);

@@ -32,4 +32,6 @@ check "run exits 0" test "$code" -eq 0
 check "one progress line per epoch" test "$(grep -c 'epoch [0-9]*/2 .*test_acc .*eta' "$work/progress")" -eq 2
 check "trace completed = 1" test "$(h5attr "$work/ok.h5" completed)" = 1
 check "trace exit_reason = finished" test "$(h5attr "$work/ok.h5" exit_reason)" = finished
+check "docs/spec.md key table matches spec-keys" \
+    bash "$top_srcdir/tools/spec-doc.sh" --check "$CCDL" "$top_srcdir/docs/spec.md"
 finish
