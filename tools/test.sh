@@ -6,7 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash tools/build.sh --enable-werror
-make -j"$(nproc)" check || { cat tests/*.log 2>/dev/null | tail -n 200; exit 1; }
+status=0
+make -j"$(nproc)" check > check.log 2>&1 || status=$?
+grep -E '^(PASS|FAIL|SKIP|ERROR|XPASS):' check.log
+passed=$(sed -n 's/^# PASS: *//p' check.log) failed=$(sed -n 's/^# FAIL: *//p' check.log)
+errors=$(sed -n 's/^# ERROR: *//p' check.log) skipped=$(sed -n 's/^# SKIP: *//p' check.log)
+echo "make check: ${passed:-0} passed, $(( ${failed:-0} + ${errors:-0} )) failed, ${skipped:-0} skipped"
+if [ "$status" -ne 0 ]; then
+    for log in tests/*.log; do grep -q '^FAIL\|^ERROR' "$log" && { echo "== $log"; tail -n 40 "$log"; }; done
+    exit 1
+fi
 make -j"$(nproc)" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror > distcheck.log 2>&1 ||
     { tail -n 80 distcheck.log; exit 1; }
 echo "test.sh: make check and make distcheck passed in $(( $(date +%s) - start ))s"
