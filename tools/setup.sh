@@ -11,6 +11,7 @@ packages=(
     dataset-fashion-mnist                                  # the default data
     python3 python3-h5py python3-numpy python3-matplotlib  # analysis (/usr/bin/python3)
     clang-format                                           # format check in make check
+    slurm-wlm munge                                        # sweeps (tests start a one-node cluster)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,2 @@
+/* layers.c: see layers.h. */
+#include "layers.h"

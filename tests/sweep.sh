@@ -1,0 +1,2 @@
+# sweep.sh: placeholder until the sweep work lands; skipped.
+exit 77
