@@ -1,4 +1,176 @@
-/* bench_model.c: model throughput figures (filled in by the training-core work). */
-int main(void) {
+/* bench_model.c: training-core figures for `make bench` (printed, never asserted).
+ *
+ * - memory: one process hosting 32 ResNet-20 workers (batch 32; each with its own
+ *   parameters, gradients, momentum and batch-norm state; one shared model object made with
+ *   train.c's max_batch of 500) after two steps over all workers and one evaluation batch of
+ *   500: VmRSS and VmHWM from /proc/self/status. Measured first, in a fresh process.
+ * - throughput: ResNet-20 (width 16, 10 classes) training steps (forward + backward) at
+ *   batch 32 on 3x32x32 inputs, with 1 and 2 OpenMP threads: images/s and GFLOP/s, counting
+ *   2 x multiply-adds of the convolutions and the fc, forward, times 3 for training.
+ * - the ceiling: a 2048^3 dnnl_sgemm's GFLOP/s with 1 and 2 threads.
+ * Training windows of `steps` steps (default 5) alternate with sgemm calls, 8 rounds, best
+ * of each: on a shared machine that is the rate while nobody else ran.
+ * Usage: bench_model [steps]. The load average at the start is printed. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+
+enum { BATCH = 32, EVAL = 500, WORKERS = 32, SGEMM_N = 2048 };
+
+static model *resnet(int max_batch) {
+    model_config cfg = {.kind = "resnet20",
+                        .width = 16,
+                        .in_channels = 3,
+                        .in_height = 32,
+                        .in_width = 32,
+                        .classes = 10};
+    ccdl_error err = {0};
+    model *m = model_create(&cfg, max_batch, &err);
+    if (!m) ccdl_die("model_create: %s", err.text);
+    return m;
+}
+
+static void random_batch(float *x, int32_t *y, int b, uint64_t seed) {
+    rng_t r;
+    rng_seed(&r, seed, RNG_TEST, 0, 0);
+    for (size_t i = 0; i < (size_t)b * 3072; i++) x[i] = (float)rng_normal(&r);
+    for (int i = 0; i < b; i++) y[i] = (int32_t)rng_below(&r, 10);
+}
+
+/* VmRSS and VmHWM in MiB. */
+static void memory_status(double *rss, double *hwm) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    *rss = *hwm = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        long kb;
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) *rss = kb / 1024.0;
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) *hwm = kb / 1024.0;
+    }
+    if (f) fclose(f);
+}
+
+static void bench_memory(void) {
+    omp_set_num_threads(1);
+    model *m = resnet(EVAL);
+    const size_t d = model_param_count(m), ns = model_state_count(m);
+    float *params[WORKERS], *grads[WORKERS], *mom[WORKERS], *state[WORKERS];
+    for (int w = 0; w < WORKERS; w++) {
+        params[w] = xalloc_floats(d), grads[w] = xalloc_floats(d);
+        mom[w] = xalloc_floats(d), state[w] = xalloc_floats(ns);
+        model_init_params(m, params[w], 1);
+        model_init_state(m, state[w]);
+    }
+    float *mask = xalloc_floats(d), *x = xalloc_floats((size_t)EVAL * 3072);
+    int32_t y[EVAL];
+    model_weight_decay_mask(m, 1, mask);
+    const sgd_config opt = {0.9f, 1, 1e-4f};
+    double t0 = wall_seconds();
+    for (int step = 0; step < 2; step++)
+        for (int w = 0; w < WORKERS; w++) {
+            random_batch(x, y, BATCH, (uint64_t)(step * WORKERS + w));
+            model_forward_backward(m, params[w], state[w], grads[w], x, y, BATCH);
+            sgd_step(&opt, 0.1f, params[w], grads[w], mom[w], d, mask);
+        }
+    double steps_s = wall_seconds() - t0;
+    random_batch(x, y, EVAL, 99);
+    double loss = 0;
+    int64_t correct = 0;
+    model_evaluate(m, params[0], state[0], x, y, EVAL, &loss, &correct);
+    double rss, hwm;
+    memory_status(&rss, &hwm);
+    const double worker_mib = (double)WORKERS * (3.0 * d + ns) * sizeof(float) / 1048576.0;
+    printf("memory: %d ResNet-20 workers (batch %d, eval batch %d, 1 thread), after 2 steps each "
+           "(%.1f s) and one evaluation:\n",
+           WORKERS, BATCH, EVAL, steps_s);
+    printf("  VmRSS %.0f MiB, VmHWM %.0f MiB (limit 1024); of which worker buffers (params, "
+           "grads, momentum, state) %.0f MiB\n",
+           rss, hwm, worker_mib);
+    for (int w = 0; w < WORKERS; w++) free(params[w]), free(grads[w]), free(mom[w]), free(state[w]);
+    free(mask), free(x);
+    model_destroy(&m);
+}
+
+/* sgemm operands for the ceiling. */
+typedef struct {
+    float *a, *b, *c;
+} gemm_bufs;
+
+static double sgemm_once(const gemm_bufs *g) {
+    double t0 = wall_seconds();
+    if (dnnl_sgemm('N', 'N', SGEMM_N, SGEMM_N, SGEMM_N, 1.0f, g->a, SGEMM_N, g->b, SGEMM_N, 0.0f,
+                   g->c, SGEMM_N) != dnnl_success)
+        ccdl_die("dnnl_sgemm failed");
+    return wall_seconds() - t0;
+}
+
+/* Training images/s and the sgemm GFLOP/s at `threads`, timed in alternation (8 rounds of
+ * one training window and one sgemm call, best of each) so both see the same machine. */
+static void bench_threads(int threads, int steps, const gemm_bufs *g, double *ips,
+                          double *gemm_gflops) {
+    omp_set_num_threads(threads);
+    model *m = resnet(BATCH);
+    const size_t d = model_param_count(m), ns = model_state_count(m);
+    float *p = xalloc_floats(d), *gr = xalloc_floats(d), *s = xalloc_floats(ns);
+    float *x = xalloc_floats((size_t)BATCH * 3072);
+    int32_t y[BATCH];
+    model_init_params(m, p, 1);
+    model_init_state(m, s);
+    random_batch(x, y, BATCH, 1);
+    for (int i = 0; i < 3; i++) model_forward_backward(m, p, s, gr, x, y, BATCH); /* warm-up */
+    sgemm_once(g);
+    double best = 1e30, best_gemm = 1e30;
+    for (int rep = 0; rep < 8; rep++) {
+        double t0 = wall_seconds();
+        for (int i = 0; i < steps; i++) model_forward_backward(m, p, s, gr, x, y, BATCH);
+        double t = (wall_seconds() - t0) / steps, tg = sgemm_once(g);
+        if (t < best) best = t;
+        if (tg < best_gemm) best_gemm = tg;
+    }
+    free(p), free(gr), free(s), free(x);
+    model_destroy(&m);
+    *ips = BATCH / best;
+    *gemm_gflops = 2.0 * (double)SGEMM_N * SGEMM_N * SGEMM_N / best_gemm / 1e9;
+}
+
+int main(int argc, char **argv) {
+    const int steps = argc > 1 ? atoi(argv[1]) : 5; /* per timing window */
+    double load[3] = {0};
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
+        fclose(f);
+    }
+    printf("load average at start: %.2f (1 min); oneDNN %d.%d.%d\n", load[0], dnnl_version()->major,
+           dnnl_version()->minor, dnnl_version()->patch);
+    bench_memory();
+
+    model *m = resnet(1);
+    const double flops = model_flops_per_sample(m), params = (double)model_param_count(m);
+    model_destroy(&m);
+    printf("ResNet-20 (width 16, 10 classes): %.0f parameters, %.2f MFLOP forward per sample "
+           "(2 x MACs of conv + fc), training counted as 3 x forward = %.1f MFLOP\n",
+           params, flops / 1e6, 3 * flops / 1e6);
+    const size_t n2 = (size_t)SGEMM_N * SGEMM_N;
+    gemm_bufs g = {xalloc_floats(n2), xalloc_floats(n2), xalloc_floats(n2)};
+    for (size_t i = 0; i < n2; i++)
+        g.a[i] = 1e-3f * (float)(i % 7), g.b[i] = 1e-3f * (float)(i % 5);
+    for (int threads = 1; threads <= 2; threads++) {
+        double ips, ceiling;
+        bench_threads(threads, steps, &g, &ips, &ceiling);
+        double gflops = ips * 3 * flops / 1e9;
+        printf("  %d thread%s: training %.0f images/s at batch %d = %.1f GFLOP/s; "
+               "dnnl_sgemm %d^3 %.1f GFLOP/s; ratio %.0f%%\n",
+               threads, threads > 1 ? "s" : " ", ips, BATCH, gflops, SGEMM_N, ceiling,
+               100 * gflops / ceiling);
+    }
+    free(g.a), free(g.b), free(g.c);
     return 0;
 }

@@ -3,22 +3,33 @@
  *   ccdl run SPEC [--out FILE] [--quiet]   train; `mpiexec -n P ccdl run ...` spreads workers
  *   ccdl validate SPEC                      check spec, rank count and data, train nothing
  *   ccdl spec-keys                          print the spec key reference (Markdown table)
+ *   ccdl trace-columns                      print the trace column reference (Markdown)
+ *   ccdl topology [--kinds K,..] [--n N,..] [--json]   degree, spectral gap, mixing rate
+ *   ccdl consensus-bench [options]          the consensus averaging problem (under MPI)
  *   ccdl --help | --version
  *
  * Exit codes: 0 ok, 1 failure while running, 2 bad input. Only rank 0 prints errors. */
+#include <jansson.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "consensus_bench.h"
 #include "spec.h"
+#include "topology.h"
+#include "trace.h"
 #include "train.h"
 #include "util.h"
 
 static const char usage[] =
     "usage: ccdl run SPEC [--out FILE] [--quiet]\n"
     "       ccdl validate SPEC\n"
-    "       ccdl spec-keys\n"
+    "       ccdl spec-keys | trace-columns\n"
+    "       ccdl topology [--kinds K1,K2,..] [--n N1,N2,..] [--json]\n"
+    "       ccdl consensus-bench [--n N] [--d D] [--kinds K1,..] [--targets F1,..]\n"
+    "                            [--max-rounds R] [--seed S] [--out FILE.h5]\n"
     "       ccdl --help | --version\n"
     "\n"
     "Decentralized deep learning experiments with consensus control.\n"
@@ -62,6 +73,151 @@ static int command_with_mpi(const char *cmd, const char *spec_path, const char *
     return CCDL_EXIT_OK;
 }
 
+/* ---------------------------------------------------------------- ccdl topology */
+
+/* Split a comma list into at most cap items (pointers into buf). */
+static int split_list(char *buf, char **items, int cap) {
+    int count = 0;
+    for (char *tok = strtok(buf, ","); tok && count < cap; tok = strtok(NULL, ","))
+        items[count++] = tok;
+    return count;
+}
+
+static int command_topology(int argc, char **argv) {
+    char kinds_buf[512] = "", n_buf[256] = "16,32,64";
+    int as_json = 0;
+    for (int k = 0; topology_kind_names[k]; k++) {
+        strcat(kinds_buf, k ? "," : "");
+        strcat(kinds_buf, topology_kind_names[k]);
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = 1;
+        else if (strcmp(argv[i], "--kinds") == 0 && i + 1 < argc)
+            snprintf(kinds_buf, sizeof kinds_buf, "%s", argv[++i]);
+        else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc)
+            snprintf(n_buf, sizeof n_buf, "%s", argv[++i]);
+        else
+            return usage_error("topology: unexpected argument '%s'", argv[i]);
+    }
+    char *kinds[TOPO_KIND_COUNT * 4], *ns[64];
+    int nk = split_list(kinds_buf, kinds, TOPO_KIND_COUNT * 4), nn = split_list(n_buf, ns, 64);
+    if (!as_json)
+        printf("%-22s %5s %6s %6s %14s %14s\n", "kind", "n", "degree", "period", "spectral_gap",
+               "p");
+    for (int a = 0; a < nk; a++) {
+        int kind = topology_kind_from_name(kinds[a]);
+        if (kind < 0) {
+            fprintf(stderr, "ccdl: topology: --kinds: unknown kind \"%s\"\n", kinds[a]);
+            return CCDL_EXIT_INPUT;
+        }
+        for (int b = 0; b < nn; b++) {
+            char *end;
+            long n = strtol(ns[b], &end, 10);
+            ccdl_error err;
+            if (*end || n < 1 || n > 4096) {
+                fprintf(stderr, "ccdl: topology: --n: expected integers in [1, 4096]; got \"%s\"\n",
+                        ns[b]);
+                return CCDL_EXIT_INPUT;
+            }
+            topology t = {(topology_kind)kind, (int)n, 1};
+            topology_mixing m;
+            if (topology_mixing_stats(&t, &m, &err)) {
+                fprintf(stderr, "ccdl: topology: %s\n", err.text);
+                return exit_code(&err);
+            }
+            if (as_json) {
+                json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f}", "kind", kinds[a], "n",
+                                      (int)n, "degree", m.degree, "period", m.period,
+                                      "spectral_gap", m.spectral_gap, "p", m.p);
+                char *text =
+                    json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_PRESERVE_ORDER);
+                printf("%s\n", text);
+                free(text);
+                json_decref(o);
+            } else {
+                printf("%-22s %5ld %6d %6d %14.10f %14.10f\n", kinds[a], n, m.degree, m.period,
+                       m.spectral_gap, m.p);
+            }
+        }
+    }
+    return CCDL_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- ccdl consensus-bench */
+
+/* Parse the options; 0, or an exit code after printing a one-line error. */
+static int parse_bench_options(int argc, char **argv, consensus_bench_options *o, char *kinds_buf,
+                               size_t kinds_cap, char *targets_buf, size_t targets_cap) {
+    memset(o, 0, sizeof *o);
+    o->n = 32, o->d = 100000, o->max_rounds = 5000, o->seed = 1;
+    snprintf(kinds_buf, kinds_cap,
+             "complete,exponential,random_matching,torus,ring,"
+             "one_peer_exponential,bipartite_exponential");
+    snprintf(targets_buf, targets_cap, "0.1,0.01,0.001");
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!v) return usage_error("consensus-bench: %s needs a value", a);
+        if (strcmp(a, "--n") == 0)
+            o->n = (int)strtol(v, &end, 10);
+        else if (strcmp(a, "--d") == 0)
+            o->d = (size_t)strtoull(v, &end, 10);
+        else if (strcmp(a, "--max-rounds") == 0)
+            o->max_rounds = (int)strtol(v, &end, 10);
+        else if (strcmp(a, "--seed") == 0)
+            o->seed = strtoull(v, &end, 10);
+        else if (strcmp(a, "--kinds") == 0)
+            snprintf(kinds_buf, kinds_cap, "%s", v);
+        else if (strcmp(a, "--targets") == 0)
+            snprintf(targets_buf, targets_cap, "%s", v);
+        else if (strcmp(a, "--out") == 0)
+            o->out = v;
+        else
+            return usage_error("consensus-bench: unknown option '%s'", a);
+        if (end && (*end || end == v)) return usage_error("consensus-bench: bad number '%s'", v);
+        i++;
+    }
+    if (o->n < 1 || o->d < 1 || o->max_rounds < 1)
+        return usage_error("%s", "consensus-bench: --n, --d and --max-rounds must be positive");
+    char *items[64];
+    int count = split_list(kinds_buf, items, 64);
+    for (int k = 0; k < count && o->n_kinds < TOPO_KIND_COUNT; k++) {
+        int kind = topology_kind_from_name(items[k]);
+        if (kind < 0) return usage_error("consensus-bench: --kinds: unknown kind '%s'", items[k]);
+        o->kinds[o->n_kinds++] = kind;
+    }
+    count = split_list(targets_buf, items, BENCH_MAX_TARGETS);
+    for (int k = 0; k < count; k++) {
+        char *end;
+        o->targets[k] = strtod(items[k], &end);
+        if (*end || !(o->targets[k] > 0 && o->targets[k] < 1))
+            return usage_error("consensus-bench: --targets: expected fractions in (0, 1); got '%s'",
+                               items[k]);
+    }
+    o->n_targets = count;
+    return 0;
+}
+
+static int command_consensus_bench(int argc, char **argv) {
+    consensus_bench_options o;
+    char kinds[512], targets[256];
+    int rc = parse_bench_options(argc, argv, &o, kinds, sizeof kinds, targets, sizeof targets);
+    if (rc) return rc;
+    MPI_Init(&argc, &argv);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    ccdl_error err;
+    ccdl_error_clear(&err);
+    int code = CCDL_EXIT_OK;
+    if (consensus_bench_run(&o, MPI_COMM_WORLD, &err)) {
+        if (rank == 0) fprintf(stderr, "ccdl: consensus-bench: %s\n", err.text);
+        code = exit_code(&err);
+    }
+    MPI_Finalize();
+    return code;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return usage_error("%s", "missing command");
     const char *cmd = argv[1];
@@ -77,6 +233,12 @@ int main(int argc, char **argv) {
         spec_print_reference();
         return CCDL_EXIT_OK;
     }
+    if (strcmp(cmd, "trace-columns") == 0) {
+        trace_print_reference();
+        return CCDL_EXIT_OK;
+    }
+    if (strcmp(cmd, "topology") == 0) return command_topology(argc, argv);
+    if (strcmp(cmd, "consensus-bench") == 0) return command_consensus_bench(argc, argv);
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "validate") != 0)
         return usage_error("unknown command '%s'", cmd);
     const char *spec_path = NULL, *out = NULL;

@@ -6,8 +6,7 @@
 
 #include "util.h"
 
-/* Elements mixed per block: the block of the output stays in L1 while each neighbour's
- * block streams past, so a round reads every input once and writes every output once. */
+/* Elements mixed per block in the blocked kernel (8 KiB of output, resident in L1). */
 #define MIX_BLOCK 2048
 
 struct gossip {
@@ -94,37 +93,110 @@ static int exchange_start(gossip *g, float **x) {
     return nreq;
 }
 
-static void mix_one(gossip *g, float **x, int w, double *theta2) {
-    const layout *l = &g->lay;
-    int len = g->row_len[w];
-    const int *cols = g->cols + w * g->max_row;
-    const double *wts = g->weights + w * g->max_row;
-    const float *src[len];
-    float wf[len];
-    for (int k = 0; k < len; k++) {
-        int j = cols[k];
-        src[k] = layout_is_local(l, j) ? x[j - l->first] : g->remote[j];
-        wf[k] = (float)wts[k];
+/* theta^2 accumulates in THETA_LANES independent doubles, element i in lane i % 4 (a single
+ * running sum would be bound by the latency of one add per element), combined as
+ * (l0 + l1) + (l2 + l3) in both kernels. */
+#define THETA_LANES 4
+
+/* Rows of 1 to 3 entries (matchings, ring, one-peer): one fused pass reads each input once
+ * and writes the output once. The sum is ((w0 s0 + w1 s1) + w2 s2), the same order as the
+ * blocked path below, so the kernel choice never changes a bit. Inlined with a constant
+ * len, so the branches vanish. */
+static inline __attribute__((always_inline)) double mix_fused(const float *const *src,
+                                                              const float *wf, const int len,
+                                                              const float *restrict self,
+                                                              float *restrict out, size_t d) {
+    /* restrict: outputs never alias inputs (double buffering) */
+    const float *restrict s0 = src[0], *restrict s1 = src[len > 1 ? 1 : 0],
+                          *restrict s2 = src[len > 2 ? 2 : 0];
+    const float w0 = wf[0], w1 = wf[len > 1 ? 1 : 0], w2 = wf[len > 2 ? 2 : 0];
+    /* four named accumulators stay in registers (an indexed array went through memory) */
+    double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+#define MIX_LANE(k, acc)                                                                           \
+    do {                                                                                           \
+        float v = w0 * s0[k];                                                                      \
+        if (len > 1) v += w1 * s1[k];                                                              \
+        if (len > 2) v += w2 * s2[k];                                                              \
+        out[k] = v;                                                                                \
+        double diff = (double)self[k] - (double)v;                                                 \
+        acc += diff * diff;                                                                        \
+    } while (0)
+    size_t i = 0;
+    for (; i + THETA_LANES <= d; i += THETA_LANES) {
+        MIX_LANE(i, acc0);
+        MIX_LANE(i + 1, acc1);
+        MIX_LANE(i + 2, acc2);
+        MIX_LANE(i + 3, acc3);
     }
-    float *out = g->out[w];
-    const float *self = x[w];
-    double t2 = 0;
-    for (size_t lo = 0; lo < g->d; lo += MIX_BLOCK) {
-        size_t hi = lo + MIX_BLOCK < g->d ? lo + MIX_BLOCK : g->d;
-        /* ascending j, same arithmetic for local and remote: layout-independent bits */
+    for (; i < d; i++) { /* the tail: lane i % 4, as in the blocked kernel */
+        if (i % THETA_LANES == 0)
+            MIX_LANE(i, acc0);
+        else if (i % THETA_LANES == 1)
+            MIX_LANE(i, acc1);
+        else
+            MIX_LANE(i, acc2);
+    }
+#undef MIX_LANE
+    return (acc0 + acc1) + (acc2 + acc3);
+}
+
+/* Longer rows (torus, exponential, complete): the output block stays in L1 while each
+ * neighbour's block streams past, accumulating in ascending j. */
+static double mix_blocked(const float *const *src, const float *wf, int len, const float *self,
+                          float *out, size_t d) {
+    double acc[THETA_LANES] = {0};
+    for (size_t lo = 0; lo < d; lo += MIX_BLOCK) {
+        size_t hi = lo + MIX_BLOCK < d ? lo + MIX_BLOCK : d;
         for (size_t i = lo; i < hi; i++) out[i] = wf[0] * src[0][i];
         for (int k = 1; k < len; k++) {
             const float *s = src[k];
             float c = wf[k];
             for (size_t i = lo; i < hi; i++) out[i] += c * s[i];
         }
-        if (theta2)
-            for (size_t i = lo; i < hi; i++) {
-                double diff = (double)self[i] - (double)out[i];
-                t2 += diff * diff;
-            }
+        for (size_t i = lo; i < hi; i++) {
+            double diff = (double)self[i] - (double)out[i];
+            acc[i % THETA_LANES] += diff * diff;
+        }
+    }
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+static void mix_one(gossip *g, float **x, int w, double *theta2) {
+    const layout *l = &g->lay;
+    int len = g->row_len[w];
+    const int *cols = g->cols + w * g->max_row;
+    const double *wts = g->weights + w * g->max_row;
+    const float *src[len + 1]; /* rows always hold the diagonal: len >= 1 */
+    float wf[len + 1];
+    src[0] = x[w], wf[0] = 1;
+    for (int k = 0; k < len; k++) {
+        int j = cols[k];
+        src[k] = layout_is_local(l, j) ? x[j - l->first] : g->remote[j];
+        wf[k] = (float)wts[k];
+    }
+    double t2;
+    switch (len) {
+    case 1:
+        t2 = mix_fused(src, wf, 1, x[w], g->out[w], g->d);
+        break;
+    case 2:
+        t2 = mix_fused(src, wf, 2, x[w], g->out[w], g->d);
+        break;
+    case 3:
+        t2 = mix_fused(src, wf, 3, x[w], g->out[w], g->d);
+        break;
+    default:
+        t2 = mix_blocked(src, wf, len, x[w], g->out[w], g->d);
+        break;
     }
     if (theta2) theta2[w] = t2;
+}
+
+/* True if row w reads only vectors hosted on this rank. */
+static int row_is_local(const gossip *g, int w) {
+    for (int k = 0; k < g->row_len[w]; k++)
+        if (!layout_is_local(&g->lay, g->cols[w * g->max_row + k])) return 0;
+    return 1;
 }
 
 void gossip_round(gossip *g, float **x, int64_t round, double *theta2) {
@@ -133,8 +205,17 @@ void gossip_round(gossip *g, float **x, int64_t round, double *theta2) {
         g->row_len[w] = topology_row(&g->topo, round, l->first + w, g->cols + w * g->max_row,
                                      g->weights + w * g->max_row);
     int nreq = exchange_start(g, x);
-    if (nreq) MPI_Waitall(nreq, g->reqs, g->statuses);
-    for (int w = 0; w < l->per_rank; w++) mix_one(g, x, w, theta2);
+    /* rows that need nothing remote are mixed while the messages travel; MPI moves large
+     * (rendezvous) messages only inside MPI calls, so each local row ends with a test */
+    int done = nreq == 0;
+    for (int w = 0; w < l->per_rank; w++)
+        if (row_is_local(g, w)) {
+            mix_one(g, x, w, theta2);
+            if (!done) MPI_Testall(nreq, g->reqs, &done, g->statuses);
+        }
+    if (!done) MPI_Waitall(nreq, g->reqs, g->statuses);
+    for (int w = 0; w < l->per_rank; w++)
+        if (!row_is_local(g, w)) mix_one(g, x, w, theta2);
     for (int w = 0; w < l->per_rank; w++) {
         float *t = x[w];
         x[w] = g->out[w];

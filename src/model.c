@@ -1,23 +1,21 @@
-/* model.c: the "mlp" model on oneDNN 2.6 C-API primitives (see model.h).
+/* model.c: the "mlp" and "resnet20" networks, composed from layers.c (see model.h).
  *
- * Layer l maps dim[l] features to dim[l+1]: an inner product, then ReLU for every layer but
- * the last. The loss (softmax cross-entropy over `classes` logits) is plain C: it is tiny,
- * and we want its sums in double.
+ * A model keeps the network's static description (shapes, and where each parameter tensor
+ * and batch-norm state sits in the caller's flat buffers) and a cache of primitive sets, one
+ * per (batch size, training or inference), made on first use. All sets share one activation
+ * arena (layers.h), sized for the hungriest: the training set at the local batch and the
+ * inference set at the evaluation batch never run at the same time.
  *
- * Parameter layout in the caller's flat buffer, layer after layer:
- *     weights (out, in) row-major (oneDNN `oi`), then bias (out).
- * Gradients mirror it exactly. Plain formats only, so the caller's buffers are handed to
- * oneDNN as they are: no reorders, no format_any.
+ * Activation memory plan for ResNet-20:
+ *   training:  every forward tensor the backward pass reads (conv outputs, BN outputs) has
+ *              its own region; gradients of activations rotate through three slots, each
+ *              the size of the largest activation (see resnet_set_memories).
+ *   inference: batch norm runs in place and three slots rotate over the blocks.
+ * The residual sum and its ReLU write into the second BN's output (one fused binary
+ * primitive), so a block keeps four activations, not six.
  *
- * Primitives are built once per batch size (a "primitive set") and cached; a call binds the
- * caller's x / params / grads to the memory objects with dnnl_memory_set_data_handle and
- * runs: after a batch size's first call, nothing here allocates or creates primitives
- * (oneDNN's gemm still mallocs small packing buffers inside each execute; the C API offers
- * no way around that). Scratchpads are user-managed for the same reason.
- *
- * Leaves out: convolutional kinds (later), the gradient w.r.t. the input (nobody needs it),
- * and thread control (the caller sets OpenMP threads; oneDNN uses the OpenMP runtime; a
- * change of thread count between calls rebuilds the cached primitives). */
+ * Leaves out: other depths (6n+2 would only change RESNET_BLOCKS_PER_STAGE), option-A
+ * shortcuts, dropout, and anything the optimizer does. */
 #include "model.h"
 
 #include <limits.h>
@@ -28,316 +26,404 @@
 #include <string.h>
 
 #include <omp.h>
-#include <oneapi/dnnl/dnnl.h>
-#include <oneapi/dnnl/dnnl_debug.h>
 
+#include "layers.h"
 #include "rng.h"
 
-/* Inner-product layers: n_hidden + 1. Activations: one more (the input). */
-#define MODEL_MAX_LAYERS (MODEL_MAX_HIDDEN + 1)
+#define MODEL_MAX_LAYERS (MODEL_MAX_HIDDEN + 1) /* mlp inner-product layers */
+#define RESNET_STAGES 3
+#define RESNET_BLOCKS_PER_STAGE 3
+#define RESNET_BLOCKS (RESNET_STAGES * RESNET_BLOCKS_PER_STAGE)
+#define RESNET_UNITS (1 + 2 * RESNET_BLOCKS + (RESNET_STAGES - 1)) /* conv+BN units: 21 */
 
-// ---------------------------------------------------------------------------- structures
+typedef enum { KIND_MLP, KIND_RESNET20 } model_kind;
 
-/* One primitive plus the scratchpad memory it executes with. */
+// ---------------------------------------------------------------------------- static description
+
+/* A conv + batch-norm unit of ResNet and where its tensors sit in the flat buffers. */
 typedef struct {
-    dnnl_primitive_t prim;
-    dnnl_memory_t scratch; /* user scratchpad over the set's shared buffer; NULL if none */
-    const char *what;      /* for error messages: "inner product forward", ... */
-    int layer;
-} op;
+    int c_in, c_out, k, stride, pad, relu; /* relu: BN fused with ReLU */
+    int out_h, out_w;
+    size_t w_off;     // (c_out, c_in, k, k) conv weights
+    size_t scale_off; // (c_out) BN scale (gamma)
+    size_t shift_off; // (c_out) BN shift (beta)
+    size_t state_off; // (2, c_out) running mean, then running variance
+    int index;        /* unit number in parameter order: the init stream */
+    char name[40];    /* "s2b0.conv1", for messages */
+} unit_spec;
 
-/* Everything that depends on the batch size. */
 typedef struct {
-    int batch;
-    /* act[l]: (batch, dim[l]). act[0] is the caller's x, act[n_layers] the logits, the rest
-     * hidden activations after ReLU (ReLU runs in place). */
-    dnnl_memory_t act[MODEL_MAX_LAYERS + 1];
-    /* diff[l]: (batch, dim[l]) gradient w.r.t. act[l], for l >= 1 (diff[0] is never made). */
-    dnnl_memory_t diff[MODEL_MAX_LAYERS + 1];
-    op ip_fwd[MODEL_MAX_LAYERS];
-    op ip_bwd_weights[MODEL_MAX_LAYERS];
-    op ip_bwd_data[MODEL_MAX_LAYERS]; /* not for layer 0: no input gradient */
-    op relu_fwd[MODEL_MAX_LAYERS];    /* not for the output layer */
-    op relu_bwd[MODEL_MAX_LAYERS];
-    void *scratch_buf; /* shared by all ops of the set: they run one after another */
-} prim_set;
-
-struct model {
-    model_config cfg;
-    int n_layers;                   /* inner-product layers = n_hidden + 1 */
-    int dim[MODEL_MAX_LAYERS + 1];  /* dim[0] = C*H*W, dim[n_layers] = classes */
-    size_t w_off[MODEL_MAX_LAYERS]; /* offset of layer l's weights (out, in) */
-    size_t b_off[MODEL_MAX_LAYERS]; /* offset of layer l's bias (out) */
-    size_t n_params;
-    int max_batch;
-    int threads; /* omp_get_max_threads() when the cached sets were made */
-
-    dnnl_engine_t engine;
-    dnnl_stream_t stream;
-    dnnl_primitive_attr_t attr; /* user scratchpad mode, for every primitive */
-
-    /* Batch-independent memory objects without a buffer; bound to the caller's params /
-     * grads on each call. */
-    dnnl_memory_t weights[MODEL_MAX_LAYERS];      // (out, in)
-    dnnl_memory_t bias[MODEL_MAX_LAYERS];         // (out)
-    dnnl_memory_t diff_weights[MODEL_MAX_LAYERS]; // (out, in)
-    dnnl_memory_t diff_bias[MODEL_MAX_LAYERS];    // (out)
-
-    /* Activation scratch for max_batch rows, l >= 1; smaller batches use a prefix. */
-    float *act_buf[MODEL_MAX_LAYERS + 1];  // (max_batch, dim[l])
-    float *diff_buf[MODEL_MAX_LAYERS + 1]; // (max_batch, dim[l])
-
-    prim_set **sets; /* sets[b] for batch b in 1..max_batch, made on first use */
-};
-
-// ---------------------------------------------------------------------------- oneDNN helpers
-
-/* 0 on success; else fills err (CCDL_ERR_RUNTIME, naming the primitive) and returns -1. */
-static int dnnl_check(dnnl_status_t st, const char *call, const char *what, int layer, int batch,
-                      ccdl_error *err) {
-    if (st == dnnl_success) return 0;
-    return ccdl_fail(err, CCDL_ERR_RUNTIME, "model: oneDNN %s (layer %d, batch %d): %s: %s", what,
-                     layer, batch, call, dnnl_status2str(st));
-}
-
-/* Runtime oneDNN failures (binding, executing) have no error channel in the step API, and
- * mean a broken installation rather than bad input: fatal. */
-static void dnnl_must(dnnl_status_t st, const char *call, const char *what, int layer) {
-    if (st != dnnl_success)
-        ccdl_die("model: oneDNN %s (layer %d): %s: %s", what, layer, call, dnnl_status2str(st));
-}
-
-static int md_init(dnnl_memory_desc_t *md, int ndims, int64_t d0, int64_t d1, dnnl_format_tag_t tag,
-                   const char *what, int layer, int batch, ccdl_error *err) {
-    dnnl_dims_t dims = {d0, d1};
-    return dnnl_check(dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, tag),
-                      "dnnl_memory_desc_init_by_tag", what, layer, batch, err);
-}
-
-static int mem_create(dnnl_memory_t *mem, const dnnl_memory_desc_t *md, const model *m,
-                      void *handle, const char *what, int layer, int batch, ccdl_error *err) {
-    return dnnl_check(dnnl_memory_create(mem, md, m->engine, handle), "dnnl_memory_create", what,
-                      layer, batch, err);
-}
-
-/* Make o's primitive from an op descriptor. If pd_out is given the primitive descriptor is
- * handed back (as the hint for backward primitives; caller destroys it). */
-static int op_create(op *o, const_dnnl_op_desc_t desc, const model *m,
-                     const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd_out,
-                     const char *what, int layer, int batch, ccdl_error *err) {
-    dnnl_primitive_desc_t pd = NULL;
-    o->what = what;
-    o->layer = layer;
-    if (dnnl_check(dnnl_primitive_desc_create(&pd, desc, m->attr, m->engine, hint),
-                   "dnnl_primitive_desc_create", what, layer, batch, err))
-        return -1;
-    int rc = dnnl_check(dnnl_primitive_create(&o->prim, pd), "dnnl_primitive_create", what, layer,
-                        batch, err);
-    if (rc == 0 && pd_out)
-        *pd_out = pd;
-    else
-        dnnl_primitive_desc_destroy(pd);
-    return rc;
-}
-
-static const dnnl_memory_desc_t *op_scratch_md(const op *o) {
-    const_dnnl_primitive_desc_t pd = NULL;
-    dnnl_must(dnnl_primitive_get_primitive_desc(o->prim, &pd), "dnnl_primitive_get_primitive_desc",
-              o->what, o->layer);
-    return dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-}
-
-static size_t op_scratch_size(const op *o) {
-    if (!o->prim) return 0;
-    const dnnl_memory_desc_t *md = op_scratch_md(o);
-    return md ? dnnl_memory_desc_get_size(md) : 0;
-}
-
-static void op_destroy(op *o) {
-    if (o->scratch) dnnl_memory_destroy(o->scratch);
-    if (o->prim) dnnl_primitive_destroy(o->prim);
-    o->scratch = NULL;
-    o->prim = NULL;
-}
-
-/* Execute o; args has room for one more entry (the scratchpad). */
-static void op_run(const model *m, const op *o, dnnl_exec_arg_t *args, int nargs) {
-    if (o->scratch) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, o->scratch};
-    dnnl_must(dnnl_primitive_execute(o->prim, m->stream, nargs, args), "dnnl_primitive_execute",
-              o->what, o->layer);
-}
-
-static void mem_bind(dnnl_memory_t mem, const void *ptr, const char *what, int layer) {
-    /* oneDNN takes void *; read-only tensors (x, params) are only ever read through it. */
-    dnnl_must(dnnl_memory_set_data_handle(mem, (void *)(uintptr_t)ptr),
-              "dnnl_memory_set_data_handle", what, layer);
-}
+    unit_spec conv1, conv2;
+    unit_spec shortcut; /* option B, only when the shape changes */
+    int has_shortcut;
+} block_spec;
 
 // ---------------------------------------------------------------------------- primitive sets
 
-static void set_destroy(prim_set *s, int n_layers) {
-    if (!s) return;
-    for (int l = 0; l <= n_layers; l++) {
-        if (s->act[l]) dnnl_memory_destroy(s->act[l]);
-        if (s->diff[l]) dnnl_memory_destroy(s->diff[l]);
-    }
-    for (int l = 0; l < n_layers; l++) {
-        op_destroy(&s->ip_fwd[l]);
-        op_destroy(&s->ip_bwd_weights[l]);
-        op_destroy(&s->ip_bwd_data[l]);
-        op_destroy(&s->relu_fwd[l]);
-        op_destroy(&s->relu_bwd[l]);
-    }
-    free(s->scratch_buf);
-    free(s);
-}
+/* A unit's primitives and activations. In inference sets z is y (BN in place). */
+typedef struct {
+    conv_layer conv;
+    bn_layer bn;
+    dnnl_memory_t y, z;   /* conv output, BN output */
+    dnnl_memory_t dy, dz; /* training: their gradients (often the same memory: in place) */
+} unit_set;
 
-/* Primitives of layer l for batch b; pds are only kept as hints for the backward ones. */
-static int set_make_layer(prim_set *s, const model *m, int l, ccdl_error *err) {
-    int b = s->batch, in = m->dim[l], out = m->dim[l + 1];
-    int hidden = l < m->n_layers - 1;
-    dnnl_memory_desc_t src_md, w_md, b_md, dst_md;
-    dnnl_inner_product_desc_t ip_fwd_d, ip_bwd_w_d, ip_bwd_d_d;
-    dnnl_eltwise_desc_t relu_fwd_d, relu_bwd_d;
-    dnnl_primitive_desc_t ip_pd = NULL, relu_pd = NULL;
-    const char *what = "inner product forward";
-    int rc = -1;
+typedef struct {
+    unit_set u1, u2, sc;
+    add_layer add;       /* out = relu(u2.z + shortcut), written over u2.z */
+    add_layer acc;       /* training: d_in += gradient through the shortcut */
+    dnnl_memory_t d_out; /* training: gradient of the block output */
+    dnnl_memory_t d_in;  /* training: gradient of the block input */
+    dnnl_memory_t d_tmp; /* training with a shortcut conv: its input gradient */
+} block_set;
 
-    if (md_init(&src_md, 2, b, in, dnnl_nc, what, l, b, err) ||
-        md_init(&w_md, 2, out, in, dnnl_oi, what, l, b, err) ||
-        md_init(&b_md, 1, out, 0, dnnl_x, what, l, b, err) ||
-        md_init(&dst_md, 2, b, out, dnnl_nc, what, l, b, err))
-        goto done;
+typedef struct {
+    layer_set ls;
+    dnnl_memory_t x; /* the caller's batch, plain; bound per call */
+    /* mlp: act[0] = x, act[l] hidden activations after ReLU, act[n_layers] logits */
+    ip_layer ip[MODEL_MAX_LAYERS];
+    relu_layer relu[MODEL_MAX_LAYERS];
+    dnnl_memory_t act[MODEL_MAX_LAYERS + 1];  // (batch, dim[l])
+    dnnl_memory_t dact[MODEL_MAX_LAYERS + 1]; // (batch, dim[l]), training, l >= 1
+    /* resnet20 */
+    unit_set stem;
+    block_set blocks[RESNET_BLOCKS];
+    pool_layer pool;
+    ip_layer fc;
+    dnnl_memory_t pooled, d_pooled; // (batch, 4w, 1, 1)
+    dnnl_memory_t logits, d_logits; // (batch, classes) plain
+} net_set;
 
-    if (dnnl_check(dnnl_inner_product_forward_desc_init(&ip_fwd_d, dnnl_forward_training, &src_md,
-                                                        &w_md, &b_md, &dst_md),
-                   "dnnl_inner_product_forward_desc_init", what, l, b, err) ||
-        op_create(&s->ip_fwd[l], &ip_fwd_d, m, NULL, &ip_pd, what, l, b, err))
-        goto done;
+struct model {
+    model_config cfg;
+    model_kind kind;
+    size_t n_params, n_state;
+    int max_batch;
+    int threads; /* omp_get_max_threads() when the cached sets were made */
 
-    what = "inner product backward weights";
-    if (dnnl_check(dnnl_inner_product_backward_weights_desc_init(&ip_bwd_w_d, &src_md, &w_md, &b_md,
-                                                                 &dst_md),
-                   "dnnl_inner_product_backward_weights_desc_init", what, l, b, err) ||
-        op_create(&s->ip_bwd_weights[l], &ip_bwd_w_d, m, ip_pd, NULL, what, l, b, err))
-        goto done;
+    /* mlp */
+    int n_layers;                   /* inner-product layers = n_hidden + 1 */
+    int dim[MODEL_MAX_LAYERS + 1];  /* dim[0] = C*H*W, dim[n_layers] = classes */
+    size_t w_off[MODEL_MAX_LAYERS]; // (dim[l+1], dim[l]) weights of layer l
+    size_t b_off[MODEL_MAX_LAYERS]; // (dim[l+1]) bias of layer l
 
-    if (l > 0) {
-        what = "inner product backward data";
-        if (dnnl_check(
-                dnnl_inner_product_backward_data_desc_init(&ip_bwd_d_d, &src_md, &w_md, &dst_md),
-                "dnnl_inner_product_backward_data_desc_init", what, l, b, err) ||
-            op_create(&s->ip_bwd_data[l], &ip_bwd_d_d, m, ip_pd, NULL, what, l, b, err))
-            goto done;
-    }
+    /* resnet20 */
+    unit_spec stem;
+    block_spec blocks[RESNET_BLOCKS];
+    int fc_in;     /* 4w */
+    size_t fc_w;   // (classes, 4w)
+    size_t fc_b;   // (classes)
+    int fc_stream; /* init stream of the fc layer: RESNET_UNITS */
 
-    if (hidden) {
-        /* relu_use_dst_for_bwd lets ReLU run in place: backward needs only its output,
-         * which is also the next layer's input, so no pre-activation copy is kept. */
-        what = "eltwise relu forward";
-        if (dnnl_check(dnnl_eltwise_forward_desc_init(&relu_fwd_d, dnnl_forward_training,
-                                                      dnnl_eltwise_relu_use_dst_for_bwd, &dst_md,
-                                                      0.f, 0.f),
-                       "dnnl_eltwise_forward_desc_init", what, l, b, err) ||
-            op_create(&s->relu_fwd[l], &relu_fwd_d, m, NULL, &relu_pd, what, l, b, err))
-            goto done;
-        what = "eltwise relu backward";
-        if (dnnl_check(dnnl_eltwise_backward_desc_init(&relu_bwd_d,
-                                                       dnnl_eltwise_relu_use_dst_for_bwd, &dst_md,
-                                                       &dst_md, 0.f, 0.f),
-                       "dnnl_eltwise_backward_desc_init", what, l, b, err) ||
-            op_create(&s->relu_bwd[l], &relu_bwd_d, m, relu_pd, NULL, what, l, b, err))
-            goto done;
-    }
+    layer_env env;
+    layer_arena arena;
+    net_set **train_sets; /* [b] for batch b in 1..max_batch, made on first use */
+    net_set **infer_sets;
+};
 
-    /* Activation memory: act[l+1] / diff[l+1] live in the model's scratch; act[0] is bound
-     * to x per call. */
-    what = "activation memory";
-    if (l == 0 && mem_create(&s->act[0], &src_md, m, DNNL_MEMORY_NONE, what, l, b, err)) goto done;
-    if (mem_create(&s->act[l + 1], &dst_md, m, m->act_buf[l + 1], what, l, b, err) ||
-        mem_create(&s->diff[l + 1], &dst_md, m, m->diff_buf[l + 1], what, l, b, err))
-        goto done;
-    rc = 0;
-done:
-    if (ip_pd) dnnl_primitive_desc_destroy(ip_pd);
-    if (relu_pd) dnnl_primitive_desc_destroy(relu_pd);
-    return rc;
-}
+// ---------------------------------------------------------------------------- layout
 
-/* One scratchpad buffer for the whole set, sized for its hungriest primitive. */
-static int set_make_scratch(prim_set *s, const model *m, ccdl_error *err) {
-    op *all[5 * MODEL_MAX_LAYERS];
-    int n = 0;
+static void mlp_layout(model *m) {
+    const model_config *cfg = &m->cfg;
+    m->n_layers = cfg->n_hidden + 1;
+    m->dim[0] = cfg->in_channels * cfg->in_height * cfg->in_width;
+    for (int i = 0; i < cfg->n_hidden; i++) m->dim[i + 1] = cfg->hidden[i];
+    m->dim[m->n_layers] = cfg->classes;
+    size_t off = 0;
     for (int l = 0; l < m->n_layers; l++) {
-        all[n++] = &s->ip_fwd[l];
-        all[n++] = &s->ip_bwd_weights[l];
-        all[n++] = &s->ip_bwd_data[l];
-        all[n++] = &s->relu_fwd[l];
-        all[n++] = &s->relu_bwd[l];
+        m->w_off[l] = off;
+        off += (size_t)m->dim[l + 1] * (size_t)m->dim[l];
+        m->b_off[l] = off;
+        off += (size_t)m->dim[l + 1];
     }
-    size_t most = 0;
-    for (int i = 0; i < n; i++) {
-        size_t size = op_scratch_size(all[i]);
-        if (size > most) most = size;
+    m->n_params = off;
+    m->n_state = 0;
+}
+
+/* Append a unit's tensors to the running parameter / state offsets. */
+static void unit_place(unit_spec *u, int c_in, int c_out, int k, int stride, int relu, int in_h,
+                       int in_w, size_t *p_off, size_t *s_off, int *index, const char *name) {
+    u->c_in = c_in, u->c_out = c_out, u->k = k, u->stride = stride, u->relu = relu;
+    u->pad = k / 2;
+    u->out_h = (in_h + 2 * u->pad - k) / stride + 1;
+    u->out_w = (in_w + 2 * u->pad - k) / stride + 1;
+    u->w_off = *p_off;
+    *p_off += (size_t)c_out * c_in * k * k;
+    u->scale_off = *p_off;
+    *p_off += (size_t)c_out;
+    u->shift_off = *p_off;
+    *p_off += (size_t)c_out;
+    u->state_off = *s_off;
+    *s_off += 2 * (size_t)c_out;
+    u->index = (*index)++;
+    snprintf(u->name, sizeof u->name, "%s", name);
+}
+
+/* Parameter order: stem (conv, BN scale, BN shift), then each block's conv1, BN1, conv2,
+ * BN2, [shortcut conv, BN], then fc weights and bias. State: each BN's mean and variance in
+ * the same order. */
+static void resnet_layout(model *m) {
+    const int w = m->cfg.width;
+    size_t p = 0, s = 0;
+    int index = 0, h = m->cfg.in_height, wd = m->cfg.in_width;
+    unit_place(&m->stem, m->cfg.in_channels, w, 3, 1, 1, h, wd, &p, &s, &index, "stem.conv");
+    h = m->stem.out_h, wd = m->stem.out_w;
+    int c = w;
+    for (int st = 0; st < RESNET_STAGES; st++) {
+        for (int b = 0; b < RESNET_BLOCKS_PER_STAGE; b++) {
+            block_spec *bs = &m->blocks[st * RESNET_BLOCKS_PER_STAGE + b];
+            const int c_out = w << st, stride = (st > 0 && b == 0) ? 2 : 1;
+            char name[40];
+            snprintf(name, sizeof name, "s%db%d.conv1", st + 1, b);
+            unit_place(&bs->conv1, c, c_out, 3, stride, 1, h, wd, &p, &s, &index, name);
+            snprintf(name, sizeof name, "s%db%d.conv2", st + 1, b);
+            unit_place(&bs->conv2, c_out, c_out, 3, 1, 0, bs->conv1.out_h, bs->conv1.out_w, &p, &s,
+                       &index, name);
+            bs->has_shortcut = stride != 1 || c != c_out;
+            if (bs->has_shortcut) {
+                snprintf(name, sizeof name, "s%db%d.shortcut", st + 1, b);
+                unit_place(&bs->shortcut, c, c_out, 1, stride, 0, h, wd, &p, &s, &index, name);
+            }
+            h = bs->conv1.out_h, wd = bs->conv1.out_w, c = c_out;
+        }
     }
-    if (most == 0) return 0;
-    s->scratch_buf = xalloc_floats((most + sizeof(float) - 1) / sizeof(float));
-    for (int i = 0; i < n; i++) {
-        if (op_scratch_size(all[i]) == 0) continue;
-        if (mem_create(&all[i]->scratch, op_scratch_md(all[i]), m, s->scratch_buf, "scratchpad",
-                       all[i]->layer, s->batch, err))
-            return -1;
+    m->fc_in = c;
+    m->fc_stream = index;
+    m->fc_w = p;
+    p += (size_t)m->cfg.classes * c;
+    m->fc_b = p;
+    p += (size_t)m->cfg.classes;
+    m->n_params = p;
+    m->n_state = s;
+}
+
+// ---------------------------------------------------------------------------- building sets
+
+static int mlp_set_make(const model *m, net_set *ns, ccdl_error *err) {
+    layer_set *s = &ns->ls;
+    const int64_t x_dims[2] = {s->batch, m->dim[0]};
+    dnnl_memory_desc_t md;
+    if (layer_md_plain(&md, 2, x_dims, err) ||
+        layer_set_memory(s, &ns->x, &md, SIZE_MAX, "input", err))
+        return -1;
+    ns->act[0] = ns->x;
+    for (int l = 0; l < m->n_layers; l++) {
+        char name[16];
+        snprintf(name, sizeof name, "fc%d", l);
+        if (ip_layer_init(&ns->ip[l], s, &md, m->dim[l + 1], l > 0, name, err)) return -1;
+        md = ns->ip[l].dst_md;
+        if (layer_set_memory_new(s, &ns->act[l + 1], &md, name, err)) return -1;
+        if (s->training && layer_set_memory_new(s, &ns->dact[l + 1], &md, name, err)) return -1;
+        if (l < m->n_layers - 1 && relu_layer_init(&ns->relu[l], s, &md, name, err)) return -1;
     }
+    ns->logits = ns->act[m->n_layers];
+    ns->d_logits = ns->dact[m->n_layers];
     return 0;
 }
 
-static prim_set *set_create(const model *m, int batch, ccdl_error *err) {
-    prim_set *s = xcalloc(1, sizeof *s);
-    s->batch = batch;
-    for (int l = 0; l < m->n_layers; l++)
-        if (set_make_layer(s, m, l, err)) goto fail;
-    if (set_make_scratch(s, m, err)) goto fail;
-    return s;
-fail:
-    set_destroy(s, m->n_layers);
-    return NULL;
+static int unit_make(unit_set *u, layer_set *s, const unit_spec *spec,
+                     const dnnl_memory_desc_t *src_md, int need_diff_src, ccdl_error *err) {
+    if (conv_layer_init(&u->conv, s, src_md, spec->c_out, spec->k, spec->stride, spec->pad,
+                        need_diff_src, spec->name, err))
+        return -1;
+    return bn_layer_init(&u->bn, s, &u->conv.dst_md, spec->relu, spec->name, err);
 }
 
-/* The cached set for this batch size, made on first use. */
-static prim_set *set_get(model *m, int batch) {
-    if (batch < 1 || batch > m->max_batch)
-        ccdl_die("model: batch %d outside 1..%d (max_batch)", batch, m->max_batch);
-    /* oneDNN sizes scratchpads and work splits for the thread count seen at creation and
-     * must run with the same one; if the caller changed it, rebuild (rare, cheap). */
-    int threads = omp_get_max_threads();
-    if (threads != m->threads) {
-        for (int b = 1; b <= m->max_batch; b++) {
-            set_destroy(m->sets[b], m->n_layers);
-            m->sets[b] = NULL;
+static size_t md_bytes(const dnnl_memory_desc_t *md) {
+    return dnnl_memory_desc_get_size(md);
+}
+
+/* Activation memories once all layers exist (their layouts decide the sizes). */
+static int resnet_set_memories(net_set *ns, ccdl_error *err) {
+    layer_set *s = &ns->ls;
+    block_set *B = ns->blocks;
+    size_t most = md_bytes(&ns->stem.conv.dst_md);
+    for (int j = 0; j < RESNET_BLOCKS; j++) {
+        if (md_bytes(&B[j].u1.conv.dst_md) > most) most = md_bytes(&B[j].u1.conv.dst_md);
+        if (md_bytes(&B[j].u2.conv.dst_md) > most) most = md_bytes(&B[j].u2.conv.dst_md);
+    }
+    size_t slot[3];
+    for (int i = 0; i < 3; i++) slot[i] = layer_set_reserve(s, most);
+#define MEM(mem, md, off) layer_set_memory(s, &(mem), (md), (off), "activation", err)
+#define MEM_NEW(mem, md) layer_set_memory_new(s, &(mem), (md), "activation", err)
+    if (!s->training) {
+        /* Block j reads slot I, writes conv1 / shortcut to P and conv2 (then the block
+         * output) to Q; the next block reads Q. BN runs in place. */
+        int I = 0, P = 1, Q = 2;
+        if (MEM(ns->stem.y, &ns->stem.conv.dst_md, slot[I])) return -1;
+        ns->stem.z = ns->stem.y;
+        for (int j = 0; j < RESNET_BLOCKS; j++) {
+            if (MEM(B[j].u1.y, &B[j].u1.conv.dst_md, slot[P]) ||
+                MEM(B[j].u2.y, &B[j].u2.conv.dst_md, slot[Q]))
+                return -1;
+            B[j].u1.z = B[j].u1.y;
+            B[j].u2.z = B[j].u2.y;
+            if (B[j].sc.conv.fwd.prim) {
+                if (MEM(B[j].sc.y, &B[j].sc.conv.dst_md, slot[P])) return -1;
+                B[j].sc.z = B[j].sc.y;
+            }
+            int next_p = I;
+            I = Q, Q = P, P = next_p;
         }
-        m->threads = threads;
+    } else {
+        /* Forward tensors the backward pass reads get their own regions. */
+        if (MEM_NEW(ns->stem.y, &ns->stem.conv.dst_md) ||
+            MEM_NEW(ns->stem.z, &ns->stem.conv.dst_md))
+            return -1;
+        for (int j = 0; j < RESNET_BLOCKS; j++) {
+            unit_set *us[3] = {&B[j].u1, &B[j].u2, B[j].sc.conv.fwd.prim ? &B[j].sc : NULL};
+            for (int k = 0; k < 3; k++)
+                if (us[k] && (MEM_NEW(us[k]->y, &us[k]->conv.dst_md) ||
+                              MEM_NEW(us[k]->z, &us[k]->conv.dst_md)))
+                    return -1;
+        }
+        /* Gradients, block j counted from the end (r = 8 - j): the incoming d_out sits in
+         * slot G, u2's input gradient in X, u1's (BN in place) in Y, then d_in overwrites X
+         * (u2.dy is dead by then) and the shortcut conv's input gradient takes Y. The next
+         * block down finds its d_out in that X: G' = X. */
+        for (int j = RESNET_BLOCKS - 1; j >= 0; j--) {
+            const int r = RESNET_BLOCKS - 1 - j, G = r % 3, X = (r + 1) % 3, Y = (r + 2) % 3;
+            const dnnl_memory_desc_t *in_md =
+                j > 0 ? &B[j - 1].u2.conv.dst_md : &ns->stem.conv.dst_md;
+            if (MEM(B[j].d_out, &B[j].u2.conv.dst_md, slot[G]) ||
+                MEM(B[j].u2.dy, &B[j].u2.conv.dst_md, slot[X]) ||
+                MEM(B[j].u1.dz, &B[j].u1.conv.dst_md, slot[Y]) || MEM(B[j].d_in, in_md, slot[X]))
+                return -1;
+            B[j].u2.dz = B[j].d_out;
+            B[j].u1.dy = B[j].u1.dz;
+            if (B[j].sc.conv.fwd.prim) {
+                B[j].sc.dz = B[j].sc.dy = B[j].d_out; /* shortcut BN backward in place */
+                if (MEM(B[j].d_tmp, in_md, slot[Y])) return -1;
+            }
+        }
+        ns->stem.dz = ns->stem.dy = B[0].d_in;
+        if (MEM_NEW(ns->d_pooled, &ns->pool.dst_md) || MEM_NEW(ns->d_logits, &ns->fc.dst_md))
+            return -1;
     }
-    if (!m->sets[batch]) {
-        ccdl_error err = {0};
-        m->sets[batch] = set_create(m, batch, &err);
-        if (!m->sets[batch]) ccdl_die("%s", err.text);
+    if (MEM_NEW(ns->pooled, &ns->pool.dst_md) || MEM_NEW(ns->logits, &ns->fc.dst_md)) return -1;
+#undef MEM
+#undef MEM_NEW
+    return 0;
+}
+
+static int resnet_set_make(const model *m, net_set *ns, ccdl_error *err) {
+    layer_set *s = &ns->ls;
+    const int64_t x_dims[4] = {s->batch, m->cfg.in_channels, m->cfg.in_height, m->cfg.in_width};
+    dnnl_memory_desc_t x_md;
+    if (layer_md_plain(&x_md, 4, x_dims, err) ||
+        layer_set_memory(s, &ns->x, &x_md, SIZE_MAX, "input", err))
+        return -1;
+    if (unit_make(&ns->stem, s, &m->stem, &x_md, 0, err)) return -1;
+    const dnnl_memory_desc_t *in_md = &ns->stem.conv.dst_md;
+    for (int j = 0; j < RESNET_BLOCKS; j++) {
+        const block_spec *bs = &m->blocks[j];
+        block_set *B = &ns->blocks[j];
+        char name[32];
+        if (unit_make(&B->u1, s, &bs->conv1, in_md, 1, err) ||
+            unit_make(&B->u2, s, &bs->conv2, &B->u1.conv.dst_md, 1, err))
+            return -1;
+        if (bs->has_shortcut && unit_make(&B->sc, s, &bs->shortcut, in_md, 1, err)) return -1;
+        snprintf(name, sizeof name, "s%db%d.add", j / RESNET_BLOCKS_PER_STAGE + 1,
+                 j % RESNET_BLOCKS_PER_STAGE);
+        /* The identity shortcut may come in another layout than the main path chose (at
+         * widths that are not a multiple of 16); the add reads each as it is. */
+        const dnnl_memory_desc_t *out_md = &B->u2.conv.dst_md;
+        const dnnl_memory_desc_t *sc_md = bs->has_shortcut ? &B->sc.conv.dst_md : in_md;
+        if (add_layer_init(&B->add, s, out_md, sc_md, 1, name, err)) return -1;
+        if (s->training &&
+            add_layer_init(&B->acc, s, in_md, bs->has_shortcut ? NULL : out_md, 0, name, err))
+            return -1;
+        in_md = &B->u2.conv.dst_md;
     }
-    return m->sets[batch];
+    if (pool_layer_init(&ns->pool, s, in_md, POOL_AVG, 0, 1, 0, "pool", err) ||
+        ip_layer_init(&ns->fc, s, &ns->pool.dst_md, m->cfg.classes, 1, "fc", err))
+        return -1;
+    return resnet_set_memories(ns, err);
+}
+
+static void net_set_destroy(net_set *ns) {
+    if (!ns) return;
+    layer_set_destroy(&ns->ls);
+    free(ns);
+}
+
+static net_set *net_set_create(model *m, int batch, int training, ccdl_error *err) {
+    net_set *ns = xcalloc(1, sizeof *ns);
+    layer_set_init(&ns->ls, &m->env, batch, training);
+    int rc = m->kind == KIND_MLP ? mlp_set_make(m, ns, err) : resnet_set_make(m, ns, err);
+    if (rc == 0) rc = layer_set_finish(&ns->ls, err);
+    if (rc) {
+        net_set_destroy(ns);
+        return NULL;
+    }
+    return ns;
+}
+
+static void sets_clear(model *m) {
+    for (int b = 0; b <= m->max_batch; b++) {
+        if (m->train_sets) {
+            net_set_destroy(m->train_sets[b]);
+            m->train_sets[b] = NULL;
+        }
+        if (m->infer_sets) {
+            net_set_destroy(m->infer_sets[b]);
+            m->infer_sets[b] = NULL;
+        }
+    }
+}
+
+/* oneDNN sizes scratchpads and work splits for the thread count seen at creation and must
+ * run with the same one; if the caller changed it, drop the cache (rare, cheap). */
+static void sets_check_threads(model *m) {
+    int threads = omp_get_max_threads();
+    if (threads == m->threads) return;
+    sets_clear(m);
+    m->threads = threads;
+}
+
+static int set_ensure(model *m, int batch, int training, ccdl_error *err) {
+    if (batch < 1 || batch > m->max_batch)
+        return ccdl_fail(err, CCDL_ERR_RUNTIME, "model: batch %d outside 1..%d (max_batch)", batch,
+                         m->max_batch);
+    sets_check_threads(m);
+    net_set **sets = training ? m->train_sets : m->infer_sets;
+    if (!sets[batch]) sets[batch] = net_set_create(m, batch, training, err);
+    return sets[batch] ? 0 : -1;
+}
+
+/* The cached set, bound to the arena; failures here are fatal (see model_prepare). */
+static net_set *set_get(model *m, int batch, int training) {
+    ccdl_error err = {0};
+    if (set_ensure(m, batch, training, &err)) ccdl_die("%s", err.text);
+    net_set *ns = (training ? m->train_sets : m->infer_sets)[batch];
+    layer_set_bind(&ns->ls, &m->arena);
+    return ns;
 }
 
 // ---------------------------------------------------------------------------- create, destroy
 
-static int config_check(const model_config *cfg, int max_batch, ccdl_error *err) {
-    if (strncmp(cfg->kind, "mlp", sizeof cfg->kind) != 0)
-        return ccdl_fail(err, CCDL_ERR_INPUT, "model.kind: unknown kind \"%.*s\" (known: mlp)",
+static int config_check(const model_config *cfg, int max_batch, model_kind *kind, ccdl_error *err) {
+    if (strncmp(cfg->kind, "mlp", sizeof cfg->kind) == 0)
+        *kind = KIND_MLP;
+    else if (strncmp(cfg->kind, "resnet20", sizeof cfg->kind) == 0)
+        *kind = KIND_RESNET20;
+    else
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "model.kind: unknown kind \"%.*s\" (known: mlp, resnet20)",
                          (int)sizeof cfg->kind, cfg->kind);
-    if (cfg->n_hidden < 0 || cfg->n_hidden > MODEL_MAX_HIDDEN)
-        return ccdl_fail(err, CCDL_ERR_INPUT, "model.n_hidden: %d is outside 0..%d", cfg->n_hidden,
-                         MODEL_MAX_HIDDEN);
-    for (int i = 0; i < cfg->n_hidden; i++)
-        if (cfg->hidden[i] <= 0)
-            return ccdl_fail(err, CCDL_ERR_INPUT,
-                             "model.hidden[%d]: width must be positive, got %d", i, cfg->hidden[i]);
+    if (*kind == KIND_MLP) {
+        if (cfg->n_hidden < 0 || cfg->n_hidden > MODEL_MAX_HIDDEN)
+            return ccdl_fail(err, CCDL_ERR_INPUT, "model.n_hidden: %d is outside 0..%d",
+                             cfg->n_hidden, MODEL_MAX_HIDDEN);
+        for (int i = 0; i < cfg->n_hidden; i++)
+            if (cfg->hidden[i] <= 0)
+                return ccdl_fail(err, CCDL_ERR_INPUT,
+                                 "model.hidden[%d]: width must be positive, got %d", i,
+                                 cfg->hidden[i]);
+    } else if (cfg->width < 0 || cfg->width > 1024) {
+        return ccdl_fail(err, CCDL_ERR_INPUT, "model.width: %d is outside 1..1024 (0 means 16)",
+                         cfg->width);
+    }
     if (cfg->in_channels <= 0)
         return ccdl_fail(err, CCDL_ERR_INPUT, "model.in_channels: must be positive, got %d",
                          cfg->in_channels);
@@ -347,7 +433,7 @@ static int config_check(const model_config *cfg, int max_batch, ccdl_error *err)
     if (cfg->in_width <= 0)
         return ccdl_fail(err, CCDL_ERR_INPUT, "model.in_width: must be positive, got %d",
                          cfg->in_width);
-    if ((int64_t)cfg->in_channels * cfg->in_height * cfg->in_width > INT_MAX)
+    if ((int64_t)cfg->in_channels * cfg->in_height * cfg->in_width > INT_MAX / 64)
         return ccdl_fail(err, CCDL_ERR_INPUT,
                          "model.in_channels x in_height x in_width: %d x %d x %d is too large",
                          cfg->in_channels, cfg->in_height, cfg->in_width);
@@ -361,57 +447,26 @@ static int config_check(const model_config *cfg, int max_batch, ccdl_error *err)
 }
 
 model *model_create(const model_config *cfg, int max_batch, ccdl_error *err) {
-    if (config_check(cfg, max_batch, err)) return NULL;
-
+    model_kind kind = KIND_MLP;
+    if (config_check(cfg, max_batch, &kind, err)) return NULL;
     model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
+    m->kind = kind;
     m->max_batch = max_batch;
-    m->n_layers = cfg->n_hidden + 1;
-    m->dim[0] = cfg->in_channels * cfg->in_height * cfg->in_width;
-    for (int i = 0; i < cfg->n_hidden; i++) m->dim[i + 1] = cfg->hidden[i];
-    m->dim[m->n_layers] = cfg->classes;
-
-    size_t off = 0;
-    for (int l = 0; l < m->n_layers; l++) {
-        m->w_off[l] = off;
-        off += (size_t)m->dim[l + 1] * (size_t)m->dim[l];
-        m->b_off[l] = off;
-        off += (size_t)m->dim[l + 1];
+    if (kind == KIND_MLP) {
+        mlp_layout(m);
+    } else {
+        if (m->cfg.width == 0) m->cfg.width = 16;
+        resnet_layout(m);
     }
-    m->n_params = off;
-
-    if (dnnl_check(dnnl_engine_create(&m->engine, dnnl_cpu, 0), "dnnl_engine_create", "engine", 0,
-                   max_batch, err) ||
-        dnnl_check(dnnl_stream_create(&m->stream, m->engine, dnnl_stream_default_flags),
-                   "dnnl_stream_create", "stream", 0, max_batch, err) ||
-        dnnl_check(dnnl_primitive_attr_create(&m->attr), "dnnl_primitive_attr_create", "attributes",
-                   0, max_batch, err) ||
-        dnnl_check(dnnl_primitive_attr_set_scratchpad_mode(m->attr, dnnl_scratchpad_mode_user),
-                   "dnnl_primitive_attr_set_scratchpad_mode", "attributes", 0, max_batch, err))
-        goto fail;
-
-    for (int l = 0; l < m->n_layers; l++) {
-        dnnl_memory_desc_t w_md, b_md;
-        const char *what = "parameter memory";
-        if (md_init(&w_md, 2, m->dim[l + 1], m->dim[l], dnnl_oi, what, l, max_batch, err) ||
-            md_init(&b_md, 1, m->dim[l + 1], 0, dnnl_x, what, l, max_batch, err) ||
-            mem_create(&m->weights[l], &w_md, m, DNNL_MEMORY_NONE, what, l, max_batch, err) ||
-            mem_create(&m->bias[l], &b_md, m, DNNL_MEMORY_NONE, what, l, max_batch, err) ||
-            mem_create(&m->diff_weights[l], &w_md, m, DNNL_MEMORY_NONE, what, l, max_batch, err) ||
-            mem_create(&m->diff_bias[l], &b_md, m, DNNL_MEMORY_NONE, what, l, max_batch, err))
-            goto fail;
-    }
-    for (int l = 1; l <= m->n_layers; l++) {
-        m->act_buf[l] = xalloc_floats((size_t)max_batch * (size_t)m->dim[l]);
-        m->diff_buf[l] = xalloc_floats((size_t)max_batch * (size_t)m->dim[l]);
-    }
-
-    /* The training batch's set is made now so oneDNN problems surface here, with an error
-     * the caller can report, instead of in the middle of training. */
-    m->sets = xcalloc((size_t)max_batch + 1, sizeof *m->sets);
+    if (layer_env_init(&m->env, err)) goto fail;
+    m->train_sets = xcalloc((size_t)max_batch + 1, sizeof *m->train_sets);
+    m->infer_sets = xcalloc((size_t)max_batch + 1, sizeof *m->infer_sets);
     m->threads = omp_get_max_threads();
-    m->sets[max_batch] = set_create(m, max_batch, err);
-    if (!m->sets[max_batch]) goto fail;
+    /* The evaluation set is made now so oneDNN problems surface here, with an error the
+     * caller can report, instead of in the middle of training. No memory is touched until a
+     * set first runs. */
+    if (set_ensure(m, max_batch, 0, err)) goto fail;
     return m;
 fail:
     model_destroy(&m);
@@ -421,138 +476,244 @@ fail:
 void model_destroy(model **mp) {
     if (!mp || !*mp) return;
     model *m = *mp;
-    if (m->sets)
-        for (int b = 1; b <= m->max_batch; b++) set_destroy(m->sets[b], m->n_layers);
-    free(m->sets);
-    for (int l = 0; l < m->n_layers; l++) {
-        if (m->weights[l]) dnnl_memory_destroy(m->weights[l]);
-        if (m->bias[l]) dnnl_memory_destroy(m->bias[l]);
-        if (m->diff_weights[l]) dnnl_memory_destroy(m->diff_weights[l]);
-        if (m->diff_bias[l]) dnnl_memory_destroy(m->diff_bias[l]);
-    }
-    for (int l = 0; l <= m->n_layers; l++) {
-        free(m->act_buf[l]);
-        free(m->diff_buf[l]);
-    }
-    if (m->attr) dnnl_primitive_attr_destroy(m->attr);
-    if (m->stream) dnnl_stream_destroy(m->stream);
-    if (m->engine) dnnl_engine_destroy(m->engine);
+    sets_clear(m);
+    free(m->train_sets);
+    free(m->infer_sets);
+    layer_arena_free(&m->arena);
+    layer_env_free(&m->env);
     free(m);
     *mp = NULL;
+}
+
+int model_prepare(model *m, int batch, int training, ccdl_error *err) {
+    return set_ensure(m, batch, training ? 1 : 0, err);
 }
 
 size_t model_param_count(const model *m) {
     return m->n_params;
 }
 
-void model_init_params(const model *m, float *params, uint64_t seed) {
-    for (int l = 0; l < m->n_layers; l++) {
-        /* One stream per layer: layer l's values depend on (seed, l) only. */
-        rng_t r;
-        rng_seed(&r, seed, RNG_INIT, (uint64_t)l, 0);
-        double std = sqrt(2.0 / m->dim[l]); /* He et al. 2015, fan_in, for ReLU */
-        size_t n_w = (size_t)m->dim[l + 1] * (size_t)m->dim[l];
-        float *w = params + m->w_off[l];
-        for (size_t i = 0; i < n_w; i++) w[i] = (float)(std * rng_normal(&r));
-        memset(params + m->b_off[l], 0, (size_t)m->dim[l + 1] * sizeof(float));
+size_t model_state_count(const model *m) {
+    return m->n_state;
+}
+
+// ---------------------------------------------------------------------------- initialisation
+
+static void normal_fill(float *v, size_t n, double std, rng_t *r) {
+    for (size_t i = 0; i < n; i++) v[i] = (float)(std * rng_normal(r));
+}
+
+static void unit_init_params(const unit_spec *u, float *params, uint64_t seed) {
+    rng_t r;
+    rng_seed(&r, seed, RNG_INIT, (uint64_t)u->index, 0);
+    /* He et al. 2015, fan_out = C_out k k (torchvision's kaiming_normal_(mode="fan_out")) */
+    normal_fill(params + u->w_off, (size_t)u->c_out * u->c_in * u->k * u->k,
+                sqrt(2.0 / ((double)u->c_out * u->k * u->k)), &r);
+    for (int c = 0; c < u->c_out; c++) {
+        params[u->scale_off + c] = 1.0f;
+        params[u->shift_off + c] = 0.0f;
     }
+}
+
+void model_init_params(const model *m, float *params, uint64_t seed) {
+    if (m->kind == KIND_MLP) {
+        for (int l = 0; l < m->n_layers; l++) {
+            /* One stream per layer: layer l's values depend on (seed, l) only. */
+            rng_t r;
+            rng_seed(&r, seed, RNG_INIT, (uint64_t)l, 0);
+            normal_fill(params + m->w_off[l], (size_t)m->dim[l + 1] * (size_t)m->dim[l],
+                        sqrt(2.0 / m->dim[l]), &r); /* He et al. 2015, fan_in, for ReLU */
+            memset(params + m->b_off[l], 0, (size_t)m->dim[l + 1] * sizeof(float));
+        }
+        return;
+    }
+    unit_init_params(&m->stem, params, seed);
+    for (int j = 0; j < RESNET_BLOCKS; j++) {
+        unit_init_params(&m->blocks[j].conv1, params, seed);
+        unit_init_params(&m->blocks[j].conv2, params, seed);
+        if (m->blocks[j].has_shortcut) unit_init_params(&m->blocks[j].shortcut, params, seed);
+    }
+    /* PyTorch's nn.Linear default: weights and bias uniform in +-1/sqrt(fan_in) */
+    rng_t r;
+    rng_seed(&r, seed, RNG_INIT, (uint64_t)m->fc_stream, 0);
+    const double bound = 1.0 / sqrt((double)m->fc_in);
+    const size_t n_w = (size_t)m->cfg.classes * m->fc_in;
+    for (size_t i = 0; i < n_w; i++)
+        params[m->fc_w + i] = (float)(bound * (2 * rng_uniform(&r) - 1));
+    for (int c = 0; c < m->cfg.classes; c++)
+        params[m->fc_b + c] = (float)(bound * (2 * rng_uniform(&r) - 1));
+}
+
+static void unit_init_state(const unit_spec *u, float *state) {
+    for (int c = 0; c < u->c_out; c++) {
+        state[u->state_off + c] = 0.0f;
+        state[u->state_off + u->c_out + c] = 1.0f;
+    }
+}
+
+void model_init_state(const model *m, float *state) {
+    if (m->kind == KIND_MLP) return;
+    unit_init_state(&m->stem, state);
+    for (int j = 0; j < RESNET_BLOCKS; j++) {
+        unit_init_state(&m->blocks[j].conv1, state);
+        unit_init_state(&m->blocks[j].conv2, state);
+        if (m->blocks[j].has_shortcut) unit_init_state(&m->blocks[j].shortcut, state);
+    }
+}
+
+static void unit_mask(const unit_spec *u, int exclude_bn, float *mask) {
+    const float v = exclude_bn ? 0.0f : 1.0f;
+    for (int c = 0; c < u->c_out; c++) mask[u->scale_off + c] = mask[u->shift_off + c] = v;
+}
+
+void model_weight_decay_mask(const model *m, int exclude_bn, float *mask) {
+    for (size_t k = 0; k < m->n_params; k++) mask[k] = 1.0f;
+    if (m->kind == KIND_MLP) return;
+    unit_mask(&m->stem, exclude_bn, mask);
+    for (int j = 0; j < RESNET_BLOCKS; j++) {
+        unit_mask(&m->blocks[j].conv1, exclude_bn, mask);
+        unit_mask(&m->blocks[j].conv2, exclude_bn, mask);
+        if (m->blocks[j].has_shortcut) unit_mask(&m->blocks[j].shortcut, exclude_bn, mask);
+    }
+}
+
+static double unit_macs(const unit_spec *u) {
+    return (double)u->out_h * u->out_w * u->c_out * u->c_in * u->k * u->k;
+}
+
+double model_flops_per_sample(const model *m) {
+    double macs = 0;
+    if (m->kind == KIND_MLP) {
+        for (int l = 0; l < m->n_layers; l++) macs += (double)m->dim[l] * m->dim[l + 1];
+        return 2 * macs;
+    }
+    macs += unit_macs(&m->stem);
+    for (int j = 0; j < RESNET_BLOCKS; j++) {
+        macs += unit_macs(&m->blocks[j].conv1) + unit_macs(&m->blocks[j].conv2);
+        if (m->blocks[j].has_shortcut) macs += unit_macs(&m->blocks[j].shortcut);
+    }
+    macs += (double)m->fc_in * m->cfg.classes;
+    return 2 * macs;
+}
+
+// ---------------------------------------------------------------------------- mlp passes
+
+static void mlp_forward(model *m, net_set *ns, const float *params) {
+    layer_set *s = &ns->ls;
+    for (int l = 0; l < m->n_layers; l++) {
+        ip_layer_forward(s, &ns->ip[l], params + m->w_off[l], params + m->b_off[l], ns->act[l],
+                         ns->act[l + 1]);
+        if (l < m->n_layers - 1) relu_layer_forward(s, &ns->relu[l], ns->act[l + 1]);
+    }
+}
+
+static void mlp_backward(model *m, net_set *ns, const float *params, float *grads) {
+    layer_set *s = &ns->ls;
+    for (int l = m->n_layers - 1; l >= 0; l--) {
+        ip_layer_backward(s, &ns->ip[l], params + m->w_off[l], grads + m->w_off[l],
+                          grads + m->b_off[l], ns->act[l], ns->dact[l + 1],
+                          l > 0 ? ns->dact[l] : NULL);
+        /* act[l] is the output of layer l-1's ReLU: gate its gradient in place */
+        if (l > 0) relu_layer_backward(s, &ns->relu[l - 1], ns->act[l], ns->dact[l]);
+    }
+}
+
+// ---------------------------------------------------------------------------- resnet passes
+
+static void unit_forward(layer_set *s, unit_set *u, const unit_spec *spec, const float *params,
+                         float *state, dnnl_memory_t src) {
+    conv_layer_forward(s, &u->conv, params + spec->w_off, src, u->y);
+    if (s->training)
+        bn_layer_forward_training(s, &u->bn, params + spec->scale_off, params + spec->shift_off,
+                                  state + spec->state_off, u->y, u->z);
+    else
+        bn_layer_forward_inference(s, &u->bn, params + spec->scale_off, params + spec->shift_off,
+                                   state + spec->state_off, u->y, u->z);
+}
+
+/* d_src NULL: no input gradient (the stem). */
+static void unit_backward(layer_set *s, unit_set *u, const unit_spec *spec, const float *params,
+                          float *grads, dnnl_memory_t src, dnnl_memory_t d_src) {
+    bn_layer_backward(s, &u->bn, params + spec->scale_off, params + spec->shift_off,
+                      grads + spec->scale_off, grads + spec->shift_off, u->y, u->dz, u->dy);
+    conv_layer_backward(s, &u->conv, params + spec->w_off, grads + spec->w_off, src, u->dy, d_src);
+}
+
+/* state is only written in training sets. */
+static void resnet_forward(model *m, net_set *ns, const float *params, float *state) {
+    layer_set *s = &ns->ls;
+    unit_forward(s, &ns->stem, &m->stem, params, state, ns->x);
+    dnnl_memory_t in = ns->stem.z;
+    for (int j = 0; j < RESNET_BLOCKS; j++) {
+        const block_spec *bs = &m->blocks[j];
+        block_set *B = &ns->blocks[j];
+        unit_forward(s, &B->u1, &bs->conv1, params, state, in);
+        unit_forward(s, &B->u2, &bs->conv2, params, state, B->u1.z);
+        dnnl_memory_t shortcut = in;
+        if (bs->has_shortcut) {
+            unit_forward(s, &B->sc, &bs->shortcut, params, state, in);
+            shortcut = B->sc.z;
+        }
+        add_layer_forward(s, &B->add, B->u2.z, shortcut);
+        in = B->u2.z;
+    }
+    pool_layer_forward(s, &ns->pool, in, ns->pooled);
+    ip_layer_forward(s, &ns->fc, params + m->fc_w, params + m->fc_b, ns->pooled, ns->logits);
+}
+
+static void resnet_backward(model *m, net_set *ns, const float *params, float *grads) {
+    layer_set *s = &ns->ls;
+    ip_layer_backward(s, &ns->fc, params + m->fc_w, grads + m->fc_w, grads + m->fc_b, ns->pooled,
+                      ns->d_logits, ns->d_pooled);
+    pool_layer_backward(s, &ns->pool, ns->d_pooled, ns->blocks[RESNET_BLOCKS - 1].d_out);
+    for (int j = RESNET_BLOCKS - 1; j >= 0; j--) {
+        const block_spec *bs = &m->blocks[j];
+        block_set *B = &ns->blocks[j];
+        dnnl_memory_t in = j > 0 ? ns->blocks[j - 1].u2.z : ns->stem.z;
+        add_layer_backward(s, &B->add, B->u2.z, B->d_out);
+        unit_backward(s, &B->u2, &bs->conv2, params, grads, B->u1.z, B->u1.dz);
+        unit_backward(s, &B->u1, &bs->conv1, params, grads, in, B->d_in);
+        if (bs->has_shortcut) {
+            unit_backward(s, &B->sc, &bs->shortcut, params, grads, in, B->d_tmp);
+            add_layer_forward(s, &B->acc, B->d_in, B->d_tmp);
+        } else {
+            add_layer_forward(s, &B->acc, B->d_in, B->d_out);
+        }
+    }
+    unit_backward(s, &ns->stem, &m->stem, params, grads, ns->x, NULL);
 }
 
 // ---------------------------------------------------------------------------- running
 
-static void bind(model *m, prim_set *s, const float *params, float *grads, const float *x) {
-    mem_bind(s->act[0], x, "input memory", 0);
-    for (int l = 0; l < m->n_layers; l++) {
-        mem_bind(m->weights[l], params + m->w_off[l], "weights memory", l);
-        mem_bind(m->bias[l], params + m->b_off[l], "bias memory", l);
-        if (!grads) continue;
-        mem_bind(m->diff_weights[l], grads + m->w_off[l], "weights gradient memory", l);
-        mem_bind(m->diff_bias[l], grads + m->b_off[l], "bias gradient memory", l);
-    }
-}
-
-/* act[0] -> logits in m->act_buf[n_layers]. */
-static void forward(model *m, prim_set *s) {
-    for (int l = 0; l < m->n_layers; l++) {
-        dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, s->act[l]},
-                                   {DNNL_ARG_WEIGHTS, m->weights[l]},
-                                   {DNNL_ARG_BIAS, m->bias[l]},
-                                   {DNNL_ARG_DST, s->act[l + 1]}};
-        op_run(m, &s->ip_fwd[l], args, 4);
-        if (!s->relu_fwd[l].prim) continue;
-        dnnl_exec_arg_t relu_args[3] = {{DNNL_ARG_SRC, s->act[l + 1]},
-                                        {DNNL_ARG_DST, s->act[l + 1]}};
-        op_run(m, &s->relu_fwd[l], relu_args, 2);
-    }
-    dnnl_must(dnnl_stream_wait(m->stream), "dnnl_stream_wait", "forward", 0);
-}
-
-/* diff[n_layers] (set by the loss) -> grads. */
-static void backward(model *m, prim_set *s) {
-    for (int l = m->n_layers - 1; l >= 0; l--) {
-        dnnl_exec_arg_t w_args[5] = {{DNNL_ARG_SRC, s->act[l]},
-                                     {DNNL_ARG_DIFF_DST, s->diff[l + 1]},
-                                     {DNNL_ARG_DIFF_WEIGHTS, m->diff_weights[l]},
-                                     {DNNL_ARG_DIFF_BIAS, m->diff_bias[l]}};
-        op_run(m, &s->ip_bwd_weights[l], w_args, 4);
-        if (l == 0) break;
-        dnnl_exec_arg_t d_args[4] = {{DNNL_ARG_DIFF_DST, s->diff[l + 1]},
-                                     {DNNL_ARG_WEIGHTS, m->weights[l]},
-                                     {DNNL_ARG_DIFF_SRC, s->diff[l]}};
-        op_run(m, &s->ip_bwd_data[l], d_args, 3);
-        /* act[l] is the output of layer l-1's ReLU: gate its gradient in place. */
-        dnnl_exec_arg_t r_args[4] = {{DNNL_ARG_DST, s->act[l]},
-                                     {DNNL_ARG_DIFF_DST, s->diff[l]},
-                                     {DNNL_ARG_DIFF_SRC, s->diff[l]}};
-        op_run(m, &s->relu_bwd[l - 1], r_args, 3);
-    }
-    dnnl_must(dnnl_stream_wait(m->stream), "dnnl_stream_wait", "backward", 0);
-}
-
-/* Softmax cross-entropy over logits (batch, classes). Returns the SUM of per-sample losses;
- * if dlogits, writes d(mean loss)/d(logits) = (softmax - onehot) / batch; if correct, adds
- * the number of samples whose argmax (lowest index on ties) is the label. */
-static double softmax_xent(const float *logits, const int32_t *y, int batch, int classes,
-                           float *dlogits, int64_t *correct) {
-    double total = 0;
-    for (int i = 0; i < batch; i++) {
-        const float *z = logits + (size_t)i * classes;
-        int label = y[i];
-        if (label < 0 || label >= classes)
-            ccdl_die("model: label %d of sample %d is outside 0..%d", label, i, classes - 1);
-        int arg = 0;
-        for (int c = 1; c < classes; c++)
-            if (z[c] > z[arg]) arg = c;
-        double zmax = z[arg], sum = 0;
-        for (int c = 0; c < classes; c++) sum += exp((double)z[c] - zmax);
-        total += zmax + log(sum) - (double)z[label];
-        if (correct && arg == label) (*correct)++;
-        if (!dlogits) continue;
-        float *g = dlogits + (size_t)i * classes;
-        for (int c = 0; c < classes; c++) {
-            double p = exp((double)z[c] - zmax) / sum;
-            g[c] = (float)((p - (c == label)) / batch);
-        }
-    }
-    return total;
-}
-
-float model_forward_backward(model *m, const float *params, float *grads, const float *x,
-                             const int32_t *y, int batch) {
-    prim_set *s = set_get(m, batch);
-    bind(m, s, params, grads, x);
-    forward(m, s);
-    int L = m->n_layers;
-    double sum = softmax_xent(m->act_buf[L], y, batch, m->dim[L], m->diff_buf[L], NULL);
-    backward(m, s);
+float model_forward_backward(model *m, const float *params, float *state, float *grads,
+                             const float *x, const int32_t *y, int batch) {
+    if (m->n_state > 0 && !state) ccdl_die("model: %s needs a state buffer", m->cfg.kind);
+    net_set *ns = set_get(m, batch, 1);
+    layer_bind(ns->x, x);
+    if (m->kind == KIND_MLP)
+        mlp_forward(m, ns, params);
+    else
+        resnet_forward(m, ns, params, state);
+    layer_wait(&ns->ls);
+    double sum = softmax_xent(layer_data(ns->logits), y, batch, m->cfg.classes,
+                              layer_data(ns->d_logits), NULL);
+    if (m->kind == KIND_MLP)
+        mlp_backward(m, ns, params, grads);
+    else
+        resnet_backward(m, ns, params, grads);
+    layer_wait(&ns->ls);
     return (float)(sum / batch);
 }
 
-void model_evaluate(model *m, const float *params, const float *x, const int32_t *y, int batch,
-                    double *loss_sum, int64_t *correct) {
-    prim_set *s = set_get(m, batch);
-    bind(m, s, params, NULL, x);
-    forward(m, s);
-    int L = m->n_layers;
-    *loss_sum += softmax_xent(m->act_buf[L], y, batch, m->dim[L], NULL, correct);
+void model_evaluate(model *m, const float *params, const float *state, const float *x,
+                    const int32_t *y, int batch, double *loss_sum, int64_t *correct) {
+    if (m->n_state > 0 && !state) ccdl_die("model: %s needs a state buffer", m->cfg.kind);
+    net_set *ns = set_get(m, batch, 0);
+    layer_bind(ns->x, x);
+    if (m->kind == KIND_MLP)
+        mlp_forward(m, ns, params);
+    else /* inference sets only read state (bn_layer_forward_inference) */
+        resnet_forward(m, ns, params, (float *)(uintptr_t)state);
+    layer_wait(&ns->ls);
+    *loss_sum += softmax_xent(layer_data(ns->logits), y, batch, m->cfg.classes, NULL, correct);
 }

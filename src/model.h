@@ -1,13 +1,22 @@
-/* model.h: neural networks on oneDNN primitives, over one flat parameter buffer.
+/* model.h: neural networks on oneDNN primitives, over flat per-worker buffers.
  *
  * A model object owns the network's shape, its oneDNN primitives and its activation
- * scratch; it does NOT own parameters. Parameters and gradients are flat float buffers of
- * model_param_count() floats that the caller owns (one per worker), so a rank hosting many
- * workers keeps one model object and runs the workers through it one after another: the
- * activations are shared, the parameters are not (llm.c style).
+ * scratch; it does NOT own parameters. Parameters, gradients and batch-norm state are flat
+ * float buffers that the caller owns (one of each per worker), so a rank hosting many workers
+ * keeps one model object and runs the workers through it one after another: the activations
+ * are shared, the parameters are not (llm.c style).
  *
- * Kinds: "mlp" (inner-product layers with ReLU between them, softmax cross-entropy).
- * ResNet-20 and convolutional layers come later; the API stays. */
+ * Kinds (docs/model.md has the parameter layouts):
+ *   "mlp":      inner-product layers with ReLU between them, softmax cross-entropy.
+ *   "resnet20": He et al. 2016's CIFAR ResNet-20: 3x3 conv (width) + BN + ReLU, three stages
+ *               of three basic blocks with widths w, 2w, 4w (stride 2 at stages 2 and 3;
+ *               the shortcut across a shape change is a 1x1 stride-2 conv + BN, "option B"),
+ *               global average pool, fully connected to the classes. Made for 32x32 inputs;
+ *               any input size works.
+ *
+ * Threads: oneDNN runs on the caller's OpenMP threads (omp_set_num_threads before calling);
+ * results are bitwise reproducible for a fixed thread count, and may differ in the last bits
+ * between thread counts. */
 #ifndef CCDL_MODEL_H
 #define CCDL_MODEL_H
 
@@ -19,9 +28,10 @@
 #define MODEL_MAX_HIDDEN 8
 
 typedef struct {
-    char kind[16];                /* "mlp" */
+    char kind[16];                /* "mlp" or "resnet20" */
     int hidden[MODEL_MAX_HIDDEN]; /* mlp: hidden layer widths */
     int n_hidden;                 /* mlp: number of hidden layers (0 = softmax regression) */
+    int width;                    /* resnet20: base width w (16 in the paper); 0 means 16 */
     int in_channels, in_height, in_width; /* input image shape */
     int classes;
 } model_config;
@@ -29,25 +39,52 @@ typedef struct {
 typedef struct model model;
 
 /* Create primitives for batches up to max_batch. NULL + err (CCDL_ERR_INPUT for a bad
- * config, CCDL_ERR_RUNTIME for a oneDNN failure) on error; frees everything it made. */
+ * config, CCDL_ERR_RUNTIME for a oneDNN failure) on error; frees everything it made.
+ * Builds the inference primitives for max_batch now (so oneDNN problems surface here);
+ * training primitives are built on first use, or now with model_prepare. */
 model *model_create(const model_config *cfg, int max_batch, ccdl_error *err);
 void model_destroy(model **m); /* sets *m = NULL; NULL-safe */
+
+/* Build the primitives for one batch size now (training = 1: forward and backward; 0:
+ * inference) instead of on first use. -1 + err (CCDL_ERR_RUNTIME) on a oneDNN failure. */
+int model_prepare(model *m, int batch, int training, ccdl_error *err);
 
 /* Number of floats in the flat parameter (and gradient) buffer. */
 size_t model_param_count(const model *m);
 
-/* He (Kaiming) initialisation of weights, zero biases; a pure function of seed. */
+/* Floats of non-trainable per-worker state (batch-norm running mean and variance); 0 for
+ * the mlp. Gossip does not touch it; average it over workers to evaluate an averaged model. */
+size_t model_state_count(const model *m);
+
+/* Initialisation, a pure function of seed (docs/model.md):
+ *   mlp:      weights He normal, fan_in (std sqrt(2 / in)); biases zero.
+ *   resnet20: convs He normal, fan_out (std sqrt(2 / (C_out k k)), as torchvision); BN
+ *             scale 1, shift 0; fc weights and bias uniform(+-1/sqrt(in)) (PyTorch's
+ *             nn.Linear default). */
 void model_init_params(const model *m, float *params, uint64_t seed);
+/* Running means 0, running variances 1 (PyTorch's). No-op for the mlp. */
+void model_init_state(const model *m, float *state);
 
-/* Forward + backward on x (batch, C, H, W) with labels y. Overwrites grads with the
- * gradient of the MEAN cross-entropy over the batch; returns that mean loss.
- * 1 <= batch <= max_batch. */
-float model_forward_backward(model *m, const float *params, float *grads, const float *x,
-                             const int32_t *y, int batch);
+/* Forward + backward in training mode on x (batch, C, H, W) with labels y. Overwrites grads
+ * with the gradient of the MEAN cross-entropy over the batch; returns that mean loss.
+ * Batch norm normalises with batch statistics and updates the running statistics in state
+ * (PyTorch: momentum 0.1, unbiased variance for the running estimate). state may be NULL
+ * only when model_state_count is 0. 1 <= batch <= max_batch. */
+float model_forward_backward(model *m, const float *params, float *state, float *grads,
+                             const float *x, const int32_t *y, int batch);
 
-/* Forward only: adds the SUM of per-sample losses to *loss_sum and the number of correct
- * top-1 predictions to *correct. 1 <= batch <= max_batch. */
-void model_evaluate(model *m, const float *params, const float *x, const int32_t *y, int batch,
-                    double *loss_sum, int64_t *correct);
+/* Forward only, in inference mode (batch norm uses the running statistics in state): adds
+ * the SUM of per-sample losses to *loss_sum and the number of correct top-1 predictions
+ * (ties go to the lowest class) to *correct. 1 <= batch <= max_batch. */
+void model_evaluate(model *m, const float *params, const float *state, const float *x,
+                    const int32_t *y, int batch, double *loss_sum, int64_t *correct);
+
+/* mask[k] = 0 for parameters that must not be weight-decayed, 1 otherwise; with exclude_bn,
+ * batch-norm scale and shift get 0 (everything else, including biases, 1). */
+void model_weight_decay_mask(const model *m, int exclude_bn, float *mask);
+
+/* Forward FLOPs per sample: 2 x multiply-adds of the convolutions and inner products
+ * (batch norm, ReLU, pooling and the loss are not counted). Training ~ 3 x this. */
+double model_flops_per_sample(const model *m);
 
 #endif

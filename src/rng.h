@@ -19,7 +19,8 @@ enum {
     RNG_INIT = 2,     /* parameter initialisation */
     RNG_AUGMENT = 3,  /* per (epoch, worker) augmentation */
     RNG_TOPOLOGY = 4, /* random topologies: (round) */
-    RNG_TEST = 5      /* tests and benchmarks */
+    RNG_TEST = 5,     /* tests and benchmarks */
+    RNG_PARTITION = 6 /* non-i.i.d. (Dirichlet) split: (attempt, class) */
 };
 
 /* Seed a stream from the experiment seed, a purpose and two indices. */

@@ -7,6 +7,7 @@ void schedule_init(schedule *s, const ccdl_spec *spec, int64_t steps_per_epoch) 
     double scale = 1.0;
     if (spec->schedule.scaling == LR_SCALE_LINEAR)
         scale = (double)spec->workers * spec->schedule.local_batch / spec->schedule.base_batch;
+    s->kind = spec->schedule.kind;
     s->lr_start = spec->schedule.lr;
     s->lr_peak = spec->schedule.lr * scale;
     s->steps_per_epoch = steps_per_epoch;
@@ -26,11 +27,24 @@ int schedule_phase(const schedule *s, int64_t step) {
 }
 
 double schedule_lr(const schedule *s, int64_t step) {
-    double lr = s->lr_peak;
     if (step < s->warmup_steps)
-        lr = s->lr_start + (s->lr_peak - s->lr_start) * (double)step / (double)s->warmup_steps;
-    for (int k = 1; k < schedule_phase(s, step); k++) lr *= s->decay_factor;
-    return lr;
+        return s->lr_start + (s->lr_peak - s->lr_start) * (double)step / (double)s->warmup_steps;
+    switch (s->kind) {
+    case SCHEDULE_COSINE: {
+        double span = (double)(s->total_steps - s->warmup_steps);
+        double frac = span > 0 ? (double)(step - s->warmup_steps) / span : 1.0;
+        return s->lr_peak * 0.5 * (1.0 + cos(M_PI * frac));
+    }
+    case SCHEDULE_INVERSE_SQRT: {
+        double w = s->warmup_steps > 0 ? (double)s->warmup_steps : 1.0;
+        return s->lr_peak * sqrt(w / (double)(step > 0 ? step : 1));
+    }
+    default: {
+        double lr = s->lr_peak;
+        for (int k = 1; k < schedule_phase(s, step); k++) lr *= s->decay_factor;
+        return lr;
+    }
+    }
 }
 
 void schedule_phase_bounds(const schedule *s, int phase, int64_t *start, int64_t *end) {

@@ -1,9 +1,12 @@
 /* schedule.h: learning rate and phase at a step (NOTES.md sections 5 and 8).
  *
  * lr_peak = lr * n * local_batch / base_batch under linear scaling (else lr). Warm-up goes
- * linearly from lr to lr_peak over the warm-up steps; then lr_peak is multiplied by
- * decay_factor at each decay step. Phase k (from 1) runs from the (k-1)-th decay to the
- * k-th; warm-up belongs to phase 1. */
+ * linearly from lr to lr_peak over the warm-up steps W; after it, by kind:
+ *   step:         lr_peak x decay_factor^(decays passed)
+ *   cosine:       lr_peak x (1 + cos(pi (t - W) / (T - W))) / 2
+ *   inverse_sqrt: lr_peak x sqrt(max(W, 1) / t)     (Vaswani et al. 2017)
+ * Phase k (from 1) runs from the (k-1)-th decay_at point to the k-th, whatever the kind;
+ * warm-up belongs to phase 1. */
 #ifndef CCDL_SCHEDULE_H
 #define CCDL_SCHEDULE_H
 
@@ -12,6 +15,7 @@
 #include "spec.h"
 
 typedef struct {
+    int kind; /* schedule_kind */
     double lr_start, lr_peak;
     int64_t steps_per_epoch, total_steps, warmup_steps;
     int n_decay;

@@ -26,6 +26,7 @@ typedef enum {
     F_CHOICE,  /* int index into choices */
     F_DOUBLES, /* double[size], count in an int at count_offset */
     F_INTS,    /* int[size], count in an int at count_offset */
+    F_CHOICES, /* int[size] of indices into choices, count in an int at count_offset */
     F_OBJECT   /* nested object with its own table */
 } field_type;
 
@@ -59,33 +60,58 @@ typedef struct field {
 #define OBJECT(key, table, doc)                                                                    \
     { key, F_OBJECT, 0, 0, 0, 0, 0, NULL, table, doc }
 
-static const char *const dataset_names[] = {"fashion-mnist", NULL};
-static const char *const model_kinds[] = {"mlp", NULL};
-static const char *const optimizer_kinds[] = {"sgd", NULL};
+static const char *const dataset_names[] = {"fashion-mnist", "cifar10", "imagenet32", NULL};
+static const char *const split_names[] = {"iid", "dirichlet", NULL};
+static const char *const model_kinds[] = {"mlp", "resnet20", NULL};
+static const char *const optimizer_kinds[] = {"sgd", "adam", NULL};
 static const char *const scaling_names[] = {"none", "linear", NULL};
-static const char *const comm_mode_names[] = {"allreduce", "gossip", NULL};
+static const char *const schedule_kind_names[] = {"step", "cosine", "inverse_sqrt", NULL};
+const char *const comm_policy_names[] = {"allreduce", "gossip", "local", "controlled", NULL};
+static const char *const metric_names[] = {"exact", "estimate", NULL};
+static const char *const target_names[] = {"constant", "adaptive", NULL};
 
 static const field data_fields[] = {
     STR("dataset", data.dataset, dataset_names, "which dataset"),
-    STR("path", data.path, NULL, "directory holding the dataset files"),
+    STR("path", data.path, NULL,
+        "directory holding the dataset files (default: Debian's Fashion-MNIST; required for "
+        "cifar10 and imagenet32)"),
     NUM("train_subset", F_INT64, data.train_subset, 0, 1e12,
         "use only the first k training samples (0: all)"),
     NUM("test_subset", F_INT64, data.test_subset, 0, 1e12,
         "use only the first k test samples (0: all)"),
+    NUM("augment", F_BOOL, data.augment, 0, 1,
+        "random crop after 4-pixel zero padding, and horizontal flip (per seed, epoch, worker)"),
+    CHOICE("split", data.split, split_names,
+           "iid: even random split every epoch; dirichlet: fixed label-skewed split"),
+    NUM("dirichlet_alpha", F_DOUBLE, data.dirichlet_alpha, 1e-6, 1e6,
+        "dirichlet: concentration (small: each worker sees few classes)"),
     FIELD_END};
 
-static const field model_fields[] = {STR("kind", model.kind, model_kinds, "network architecture"),
-                                     LIST("hidden", F_INTS, model.hidden, model.n_hidden, 1,
-                                          1 << 20, "mlp: hidden layer widths (at most 8)"),
-                                     FIELD_END};
+static const field model_fields[] = {
+    STR("kind", model.kind, model_kinds, "network architecture"),
+    LIST("hidden", F_INTS, model.hidden, model.n_hidden, 1, 1 << 20,
+         "mlp: hidden layer widths (at most 8)"),
+    NUM("width", F_INT, model.width, 1, 1024,
+        "resnet20: channels of the first stage (16 is the paper's CIFAR ResNet-20)"),
+    FIELD_END};
 
 static const field optimizer_fields[] = {
     STR("kind", optimizer.kind, optimizer_kinds, "optimizer"),
     NUM("momentum", F_DOUBLE, optimizer.momentum, 0, 0.999999, "momentum coefficient mu"),
     NUM("nesterov", F_BOOL, optimizer.nesterov, 0, 1, "Nesterov momentum (PyTorch semantics)"),
-    NUM("weight_decay", F_DOUBLE, optimizer.weight_decay, 0, 1, "L2 weight decay"), FIELD_END};
+    NUM("weight_decay", F_DOUBLE, optimizer.weight_decay, 0, 1,
+        "L2 weight decay, added to the gradient (PyTorch style)"),
+    NUM("bn_weight_decay", F_BOOL, optimizer.bn_weight_decay, 0, 1,
+        "apply weight decay to batch-norm weights and biases too"),
+    NUM("beta1", F_DOUBLE, optimizer.beta1, 0, 0.999999, "adam: first-moment decay"),
+    NUM("beta2", F_DOUBLE, optimizer.beta2, 0, 0.999999999, "adam: second-moment decay"),
+    NUM("eps", F_DOUBLE, optimizer.eps, 1e-16, 1, "adam: denominator epsilon"),
+    FIELD_END};
 
 static const field schedule_fields[] = {
+    CHOICE("kind", schedule.kind, schedule_kind_names,
+           "after warm-up: step (x decay_factor at each decay_at), cosine (half-cosine to 0), "
+           "inverse_sqrt (peak x sqrt(warm-up steps / step)); decay_at marks phases in all"),
     NUM("epochs", F_INT, schedule.epochs, 1, 100000, "training epochs"),
     NUM("local_batch", F_INT, schedule.local_batch, 1, 65536, "mini-batch per worker"),
     NUM("lr", F_DOUBLE, schedule.lr, 1e-12, 1e6, "learning rate per base_batch samples (> 0)"),
@@ -103,9 +129,37 @@ static const field schedule_fields[] = {
 static const field topology_fields[] = {
     CHOICE("kind", topology.kind, topology_kind_names, "gossip topology"), FIELD_END};
 
+static const field control_fields[] = {
+    CHOICE("metric", communication.control.metric, metric_names,
+           "exact: Xi (one reduction of the model per round); estimate: Theta (one scalar)"),
+    CHOICE("target", communication.control.target, target_names,
+           "constant: factor x the phase's max Xi of the reference (or value); adaptive: factor x "
+           "EMA of the mean gradient norm"),
+    NUM("factor", F_DOUBLE, communication.control.factor, 1e-12, 1e6,
+        "target factor (> 0); for a constant target, 1 means uncontrolled (plain gossip)"),
+    NUM("value", F_DOUBLE, communication.control.value, 0, 1e12,
+        "constant target given directly (> 0); 0: read the reference trace"),
+    STR("reference", communication.control.reference, NULL,
+        "trace of this experiment run uncontrolled (its /phases/max_xi)"),
+    NUM("ema", F_DOUBLE, communication.control.ema, 0, 0.999999,
+        "adaptive: EMA coefficient of the mean gradient norm, reset each phase"),
+    NUM("max_rounds", F_INT, communication.control.max_rounds, 1, 100000,
+        "cap on gossip rounds per step (hits are traced and warned)"),
+    FIELD_END};
+
 static const field communication_fields[] = {
-    CHOICE("mode", communication.mode, comm_mode_names,
-           "allreduce: exact average every step; gossip: one round over the topology"),
+    CHOICE("mode", communication.mode, comm_policy_names,
+           "policy of the decentralized phases: allreduce, gossip (one round per step), local "
+           "(one round every local_steps), controlled (rounds until the target is met)"),
+    NUM("dec_phase", F_INT, communication.dec_phase, 0, SPEC_MAX_DECAYS + 1,
+        "dec-phase-k: only phase k uses mode, every other phase all-reduces (0: every phase)"),
+    {"phases", F_CHOICES, OFF(communication.phases), SPEC_MAX_DECAYS + 1,
+     OFF(communication.n_phases), 0, 0, comm_policy_names, NULL,
+     "explicit policy per phase, e.g. [\"controlled\", \"gossip\", \"gossip\"] (the "
+     "paper's guideline); overrides mode"},
+    NUM("local_steps", F_INT, communication.local_steps, 1, 1000000,
+        "H of the local policy: gossip once every H steps"),
+    OBJECT("control", control_fields, "consensus control"),
     FIELD_END};
 
 static const field trace_fields[] = {
@@ -135,14 +189,19 @@ static void spec_set_defaults(ccdl_spec *s) {
     s->workers = 8;
     s->threads = 1;
     snprintf(s->data.dataset, sizeof s->data.dataset, "fashion-mnist");
-    snprintf(s->data.path, sizeof s->data.path, "%s", CCDL_DEFAULT_DATA_DIR);
+    s->data.dirichlet_alpha = 1.0;
     snprintf(s->model.kind, sizeof s->model.kind, "mlp");
     s->model.hidden[0] = 256;
     s->model.n_hidden = 1;
+    s->model.width = 16;
     snprintf(s->optimizer.kind, sizeof s->optimizer.kind, "sgd");
     s->optimizer.momentum = 0.9;
     s->optimizer.nesterov = 1;
     s->optimizer.weight_decay = 1e-4;
+    s->optimizer.bn_weight_decay = 1;
+    s->optimizer.beta1 = 0.9;
+    s->optimizer.beta2 = 0.999;
+    s->optimizer.eps = 1e-8;
     s->schedule.epochs = 10;
     s->schedule.local_batch = 32;
     s->schedule.lr = 0.1;
@@ -154,7 +213,13 @@ static void spec_set_defaults(ccdl_spec *s) {
     s->schedule.n_decay = 2;
     s->schedule.decay_factor = 0.1;
     s->topology.kind = TOPO_RING;
-    s->communication.mode = COMM_GOSSIP;
+    s->communication.mode = POLICY_GOSSIP;
+    s->communication.local_steps = 1;
+    s->communication.control.metric = METRIC_EXACT;
+    s->communication.control.target = TARGET_CONSTANT;
+    s->communication.control.factor = 0.25;
+    s->communication.control.ema = 0.9;
+    s->communication.control.max_rounds = 100;
     s->trace.measure_xi = 1;
 }
 
@@ -219,8 +284,9 @@ static int parse_number(const field *f, const json_t *v, double *out, const char
             return ccdl_fail(err, CCDL_ERR_INPUT,
                              "%s: %s: expected an integer in [%.17g, %.17g]; got %.17g", src, path,
                              f->min, f->max, *out);
-        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected a number in [%g, %g]; got %.17g",
-                         src, path, f->min, f->max, *out);
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: %s: expected a number in [%.10g, %.10g]; got %.17g", src, path,
+                         f->min, f->max, *out);
     }
     return 0;
 }
@@ -275,7 +341,8 @@ static int parse_field(const field *f, const json_t *v, ccdl_spec *spec, const c
         return 0;
     }
     case F_DOUBLES:
-    case F_INTS: {
+    case F_INTS:
+    case F_CHOICES: {
         if (!json_is_array(v))
             return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s: expected an array; got %s", src, path,
                              json_type_name(v));
@@ -286,6 +353,13 @@ static int parse_field(const field *f, const json_t *v, ccdl_spec *spec, const c
         for (size_t k = 0; k < count; k++) {
             char item[300];
             snprintf(item, sizeof item, "%s[%zu]", path, k);
+            if (f->type == F_CHOICES) {
+                field one = *f;
+                one.type = F_CHOICE;
+                one.offset = f->offset + k * sizeof(int);
+                if (parse_field(&one, json_array_get(v, k), spec, src, item, err)) return -1;
+                continue;
+            }
             if (parse_number(f, json_array_get(v, k), &x, src, item, err)) return -1;
             if (f->type == F_INTS)
                 ((int *)base)[k] = (int)x;
@@ -347,12 +421,51 @@ static int spec_validate(const ccdl_spec *s, const char *src, ccdl_error *err) {
                          "samples; got %lld",
                          src, (long long)s->workers * s->schedule.local_batch,
                          (long long)s->data.train_subset);
-    if (s->communication.mode == COMM_GOSSIP) {
+    const int phases = spec_phase_count(s);
+    const struct spec_communication *c = &s->communication;
+    if (c->n_phases && c->n_phases != phases)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: communication.phases: expected one policy per phase (%d, from "
+                         "schedule.decay_at); got %d",
+                         src, phases, c->n_phases);
+    if (c->n_phases && c->dec_phase)
+        return ccdl_fail(
+            err, CCDL_ERR_INPUT,
+            "%s: communication.dec_phase: cannot be combined with communication.phases", src);
+    if (c->dec_phase > phases)
+        return ccdl_fail(
+            err, CCDL_ERR_INPUT,
+            "%s: communication.dec_phase: expected 0..%d (the number of phases); got %d", src,
+            phases, c->dec_phase);
+    int gossips = 0;
+    for (int k = 1; k <= phases; k++) gossips += spec_phase_policy(s, k) != POLICY_ALLREDUCE;
+    if (gossips) {
         ccdl_error terr;
         if (topology_check((topology_kind)s->topology.kind, s->workers, &terr))
             return ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s", src, terr.text);
     }
+    if (spec_needs_reference(s) && c->control.reference[0] == '\0')
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: communication.control.reference: a constant target with factor %g "
+                         "needs the trace of this experiment run uncontrolled (or set "
+                         "communication.control.value)",
+                         src, c->control.factor);
     return 0;
+}
+
+comm_policy spec_phase_policy(const ccdl_spec *s, int phase) {
+    const struct spec_communication *c = &s->communication;
+    if (c->n_phases) return (comm_policy)c->phases[phase - 1];
+    if (c->dec_phase && c->dec_phase != phase) return POLICY_ALLREDUCE;
+    return (comm_policy)c->mode;
+}
+
+int spec_needs_reference(const ccdl_spec *s) {
+    const struct spec_control *ctl = &s->communication.control;
+    int controlled = 0;
+    for (int k = 1; k <= spec_phase_count(s); k++)
+        controlled += spec_phase_policy(s, k) == POLICY_CONTROLLED;
+    return controlled && ctl->target == TARGET_CONSTANT && ctl->value == 0 && ctl->factor != 1;
 }
 
 int spec_parse(const char *json_text, const char *source, ccdl_spec *spec, ccdl_error *err) {
@@ -370,6 +483,14 @@ int spec_parse(const char *json_text, const char *source, ccdl_spec *spec, ccdl_
         rc = parse_object(root_fields, root, spec, source, "", err);
     json_decref(root);
     if (rc) return rc;
+    if (spec->data.path[0] == '\0') {
+        if (strcmp(spec->data.dataset, "fashion-mnist") != 0)
+            return ccdl_fail(err, CCDL_ERR_INPUT,
+                             "%s: data.path: required for %s (its files cannot be downloaded "
+                             "here; see docs/data.md)",
+                             source, spec->data.dataset);
+        snprintf(spec->data.path, sizeof spec->data.path, "%s", CCDL_DEFAULT_DATA_DIR);
+    }
     if (spec->trace.path[0] == '\0')
         snprintf(spec->trace.path, sizeof spec->trace.path, "%s.h5", spec->name);
     return spec_validate(spec, source, err);
@@ -404,18 +525,26 @@ static json_t *emit_object(const field *table, const ccdl_spec *spec) {
             v = json_boolean(*(const int *)base);
             break;
         case F_STRING:
+            /* an empty string means unset (e.g. no reference): leave it out, so the
+             * canonical text parses again */
+            if (*base == '\0') continue;
             v = json_string(base);
             break;
         case F_CHOICE:
             v = json_string(f->choices[*(const int *)base]);
             break;
         case F_DOUBLES:
-        case F_INTS: {
+        case F_INTS:
+        case F_CHOICES: {
             v = json_array();
             int count = *(const int *)((const char *)spec + f->count_offset);
-            for (int k = 0; k < count; k++)
-                json_array_append_new(v, f->type == F_INTS ? json_integer(((const int *)base)[k])
-                                                           : json_real(((const double *)base)[k]));
+            for (int k = 0; k < count; k++) {
+                const int *ints = (const int *)base;
+                json_array_append_new(v, f->type == F_INTS ? json_integer(ints[k])
+                                         : f->type == F_CHOICES
+                                             ? json_string(f->choices[ints[k]])
+                                             : json_real(((const double *)base)[k]));
+            }
             break;
         }
         case F_OBJECT:
@@ -455,6 +584,8 @@ static const char *type_text(const field *f) {
         return "array of numbers";
     case F_INTS:
         return "array of integers";
+    case F_CHOICES:
+        return "array of strings";
     case F_OBJECT:
         return "object";
     }
@@ -476,11 +607,11 @@ static void print_table(const field *table, const json_t *defaults, const char *
             char list[512];
             choices_text(f->choices, list, sizeof list);
             snprintf(range, sizeof range, "one of: %s", list);
-        } else if (f->type != F_STRING && f->type != F_BOOL) {
+        } else if (f->type != F_STRING && f->type != F_BOOL && f->type != F_CHOICES) {
             snprintf(range, sizeof range, "[%.10g, %.10g]", f->min, f->max);
         }
-        printf("| `%s` | %s | `%s` | %s | %s |\n", path, type_text(f), dtext ? dtext : "", range,
-               f->doc);
+        printf("| `%s` | %s | `%s` | %s | %s |\n", path, type_text(f), dtext ? dtext : "\"\"",
+               range, f->doc);
         free(dtext);
     }
 }

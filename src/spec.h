@@ -15,8 +15,21 @@
 
 #define SPEC_MAX_DECAYS 8
 
-typedef enum { COMM_ALLREDUCE = 0, COMM_GOSSIP } comm_mode;
+/* What a phase does after the local step (NOTES.md sections 5-6). */
+typedef enum {
+    POLICY_ALLREDUCE = 0, /* exact average */
+    POLICY_GOSSIP,        /* one gossip round */
+    POLICY_LOCAL,         /* one gossip round every local_steps steps, none in between */
+    POLICY_CONTROLLED,    /* gossip rounds until the consensus distance meets the target */
+    POLICY_COUNT
+} comm_policy;
+extern const char *const comm_policy_names[];
+
+typedef enum { METRIC_EXACT = 0, METRIC_ESTIMATE } control_metric;
+typedef enum { TARGET_CONSTANT = 0, TARGET_ADAPTIVE } control_target;
 typedef enum { LR_SCALE_NONE = 0, LR_SCALE_LINEAR } lr_scaling;
+typedef enum { SPLIT_IID = 0, SPLIT_DIRICHLET } data_split;
+typedef enum { SCHEDULE_STEP = 0, SCHEDULE_COSINE, SCHEDULE_INVERSE_SQRT } schedule_kind;
 
 typedef struct {
     char name[128];
@@ -25,22 +38,28 @@ typedef struct {
     int threads; /* oneDNN threads per worker */
 
     struct {
-        char dataset[32];     /* "fashion-mnist" */
-        char path[1024];      /* directory holding the dataset files */
+        char dataset[32];     /* "fashion-mnist", "cifar10", "imagenet32" */
+        char path[1024];      /* dataset directory ("": Debian's Fashion-MNIST) */
         int64_t train_subset; /* 0 = all; else use the first k training samples */
         int64_t test_subset;  /* 0 = all */
+        int augment;          /* pad-4 random crop + horizontal flip */
+        int split;            /* data_split */
+        double dirichlet_alpha;
     } data;
 
     model_config model; /* kind + hidden from the spec; input shape filled from the data */
 
     struct {
-        char kind[16]; /* "sgd" */
+        char kind[16]; /* "sgd", "adam" */
         double momentum;
         int nesterov;
         double weight_decay;
+        int bn_weight_decay;      /* apply weight decay to batch-norm parameters too */
+        double beta1, beta2, eps; /* adam */
     } optimizer;
 
     struct {
+        int kind; /* schedule_kind */
         int epochs;
         int local_batch;
         double lr;                        /* learning rate per base_batch samples */
@@ -56,8 +75,21 @@ typedef struct {
         int kind; /* topology_kind */
     } topology;
 
-    struct {
-        int mode; /* comm_mode */
+    struct spec_communication {
+        int mode;      /* comm_policy of the decentralized phases */
+        int dec_phase; /* 0: every phase uses mode; k: only phase k, the others all-reduce */
+        int phases[SPEC_MAX_DECAYS + 1]; /* explicit comm_policy per phase (n_phases > 0) */
+        int n_phases;
+        int local_steps; /* H of the local policy */
+        struct spec_control {
+            int metric;    /* control_metric */
+            int target;    /* control_target */
+            double factor; /* target = factor x (reference max Xi of the phase | EMA of ||g||) */
+            double value;  /* > 0: a literal constant target instead of the reference */
+            char reference[1024]; /* trace of the same experiment uncontrolled */
+            double ema;           /* adaptive: phi <- ema * phi + (1 - ema) * mean ||g_i|| */
+            int max_rounds;       /* cap on gossip rounds per step */
+        } control;
     } communication;
 
     struct {
@@ -74,6 +106,17 @@ int spec_load(const char *path, ccdl_spec *spec, ccdl_error *err);
 /* The resolved spec (defaults filled in) as canonical JSON: sorted keys, compact.
  * Caller frees. Parsing it again gives the same spec. */
 char *spec_canonical_json(const ccdl_spec *spec);
+
+/* Number of learning-rate phases (decays + 1). */
+static inline int spec_phase_count(const ccdl_spec *s) {
+    return s->schedule.n_decay + 1;
+}
+
+/* The communication policy of phase k (from 1), resolving dec_phase and phases[]. */
+comm_policy spec_phase_policy(const ccdl_spec *s, int phase);
+
+/* True if a controlled phase reads its constant target from a reference trace. */
+int spec_needs_reference(const ccdl_spec *s);
 
 /* Print the documented key table (for docs and `ccdl spec-keys`). */
 void spec_print_reference(void);

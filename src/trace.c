@@ -63,8 +63,9 @@ static const column_def step_columns[] = {
         0),
     COL(trace_step_row, target, COL_F64, "1", "consensus target this step (NaN if uncontrolled)",
         0),
-    COL(trace_step_row, rounds, COL_I32, "rounds",
-        "gossip rounds this step (0: none, -1: all-reduce)", 0),
+    COL(trace_step_row, policy, COL_I32, "1",
+        "communication this step: 0 allreduce, 1 gossip, 2 local, 3 controlled", 0),
+    COL(trace_step_row, rounds, COL_I32, "rounds", "gossip rounds this step (0: none)", 0),
     COL(trace_step_row, capped, COL_I32, "1", "1 if the gossip round cap was hit, else 0", 0),
     COL(trace_step_row, compute_s, COL_F64, "s", "wall-clock seconds of local compute", 1),
     COL(trace_step_row, comm_s, COL_F64, "s",
@@ -81,15 +82,24 @@ static const column_def epoch_columns[] = {
     COL(trace_epoch_row, xi_mean, COL_F64, "1", "mean consensus distance Xi over the epoch's steps",
         0),
     COL(trace_epoch_row, wall_s, COL_F64, "s", "wall-clock seconds since the start of training", 1),
+    COL(trace_epoch_row, worker_test_acc, COL_F64, "1",
+        "each worker's own model (parameters and BN statistics) on its fixed 1/n slice of the "
+        "test set, correct answers pooled over workers: the mean of the workers' accuracies",
+        0),
 };
 
 static const column_def phase_columns[] = {
     COL(trace_phase_row, phase, COL_I32, "1", "learning-rate phase index, from 1", 0),
     COL(trace_phase_row, start_step, COL_I64, "1", "first step of the phase", 0),
     COL(trace_phase_row, end_step, COL_I64, "1", "one past the last step of the phase", 0),
-    COL(trace_phase_row, max_xi, COL_F64, "1", "max consensus distance Xi over the phase's steps",
-        0),
+    COL(trace_phase_row, policy, COL_I32, "1",
+        "the phase's policy: 0 allreduce, 1 gossip, 2 local, 3 controlled", 0),
+    COL(trace_phase_row, max_xi, COL_F64, "1",
+        "max consensus distance Xi over the phase's steps (NaN if none measured)", 0),
     COL(trace_phase_row, mean_rounds, COL_F64, "rounds", "mean gossip rounds per step", 0),
+    COL(trace_phase_row, capped_steps, COL_I64, "1", "steps that hit the gossip round cap", 0),
+    COL(trace_phase_row, target, COL_F64, "1",
+        "constant consensus target of the phase (NaN if uncontrolled or adaptive)", 0),
 };
 
 #undef COL
@@ -117,6 +127,22 @@ static const group_def groups[N_GROUPS] = {
     {"epochs", epoch_columns, COUNT_OF(epoch_columns), sizeof(trace_epoch_row), 64},
     {"phases", phase_columns, COUNT_OF(phase_columns), sizeof(trace_phase_row), 64},
 };
+
+/* Print the column tables as Markdown (for docs/trace.md and `ccdl trace-columns`). */
+void trace_print_reference(void) {
+    static const char *const kind_names[] = {"int32", "int64", "float64"};
+    for (int gi = 0; gi < N_GROUPS; gi++) {
+        printf("%s### /%s\n\n| column | dtype | units | meaning |\n|---|---|---|---|\n",
+               gi ? "\n" : "", groups[gi].name);
+        for (size_t c = 0; c < groups[gi].n_columns; c++) {
+            const column_def *cd = &groups[gi].columns[c];
+            printf("| `%s` | %s | %s | ", cd->name, kind_names[cd->kind], cd->units);
+            for (const char *ch = cd->description; *ch; ch++) /* '|' would split the cell */
+                fputs(*ch == '|' ? "\\|" : (char[2]){*ch, 0}, stdout);
+            printf("%s |\n", cd->wallclock ? " (`wallclock = 1`)" : "");
+        }
+    }
+}
 
 /* ------------------------------------------------------------------ HDF5 helpers */
 

@@ -36,27 +36,32 @@ typedef struct {
     double xi;        /* exact consensus distance after communication (NaN if not measured) */
     double theta;     /* estimator Theta of the last gossip round (NaN if none) */
     double target;    /* consensus target this step (NaN if uncontrolled) */
-    int32_t rounds;   /* gossip rounds this step (0: none, -1 for all-reduce) */
+    int32_t policy;   /* comm_policy of the step's phase */
+    int32_t rounds;   /* gossip rounds this step (0: none) */
     int32_t capped;   /* 1 if the round cap was hit */
     double compute_s; /* wall-clock: local compute */
     double comm_s;    /* wall-clock: communication and measurement */
 } trace_step_row;
 
 typedef struct {
-    int32_t epoch;     /* from 0 */
-    double train_loss; /* mean training loss over the epoch's steps */
-    double test_loss;  /* mean test loss of the averaged model */
-    double test_acc;   /* top-1 test accuracy of the averaged model, in [0, 1] */
-    double xi_mean;    /* mean Xi over the epoch's steps */
-    double wall_s;     /* wall-clock seconds since the start of training */
+    int32_t epoch;          /* from 0 */
+    double train_loss;      /* mean training loss over the epoch's steps */
+    double test_loss;       /* mean test loss of the averaged model */
+    double test_acc;        /* top-1 test accuracy of the averaged model, in [0, 1] */
+    double xi_mean;         /* mean Xi over the epoch's steps */
+    double wall_s;          /* wall-clock seconds since the start of training */
+    double worker_test_acc; /* mean over workers of their own model's accuracy */
 } trace_epoch_row;
 
 typedef struct {
-    int32_t phase;      /* from 1 */
-    int64_t start_step; /* first step of the phase */
-    int64_t end_step;   /* one past the last step */
-    double max_xi;      /* max Xi over the phase's steps */
-    double mean_rounds; /* mean gossip rounds per step */
+    int32_t phase;        /* from 1 */
+    int64_t start_step;   /* first step of the phase */
+    int64_t end_step;     /* one past the last step */
+    int32_t policy;       /* comm_policy of the phase */
+    double max_xi;        /* max Xi over the phase's steps (NaN if none measured) */
+    double mean_rounds;   /* mean gossip rounds per step */
+    int64_t capped_steps; /* steps that hit the round cap */
+    double target;        /* constant target of the phase (NaN if none) */
 } trace_phase_row;
 
 typedef struct trace trace;
@@ -71,6 +76,9 @@ void trace_append_phase(trace *t, const trace_phase_row *row);
 int trace_flush(trace *t, ccdl_error *err);
 /* Flush, set completed (0/1) and exit_reason, close, free; *t = NULL. NULL-safe. */
 int trace_close(trace **t, int completed, const char *exit_reason, ccdl_error *err);
+
+/* Print the column tables as Markdown (docs/trace.md embeds them). */
+void trace_print_reference(void);
 
 /* Readers (any rank, no MPI): for reference traces and tests. */
 /* Read /group/name as doubles (any numeric type). *out malloc'd, caller frees. */

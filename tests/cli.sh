@@ -32,6 +32,17 @@ check "run exits 0" test "$code" -eq 0
 check "one progress line per epoch" test "$(grep -c 'epoch [0-9]*/2 .*test_acc .*eta' "$work/progress")" -eq 2
 check "trace completed = 1" test "$(h5attr "$work/ok.h5" completed)" = 1
 check "trace exit_reason = finished" test "$(h5attr "$work/ok.h5" exit_reason)" = finished
+# every example validates (one needs its reference trace, which only a run creates)
+for ex in "$top_srcdir"/examples/*.json; do
+    if grep -q '"reference"' "$ex"; then
+        "$CCDL" validate "$ex" 2> "$work/e" > /dev/null
+        check "$(basename "$ex"): validates but for its reference trace" grep -q 'control.reference: .*cannot open' "$work/e"
+    else
+        check "$(basename "$ex"): validates" sh -c "'$CCDL' validate '$ex' > /dev/null"
+    fi
+done
 check "docs/spec.md key table matches spec-keys" \
-    bash "$top_srcdir/tools/spec-doc.sh" --check "$CCDL" "$top_srcdir/docs/spec.md"
+    bash "$top_srcdir/tools/doc-table.sh" --check "$CCDL" spec-keys "$top_srcdir/docs/spec.md"
+check "docs/trace.md column tables match trace-columns" \
+    bash "$top_srcdir/tools/doc-table.sh" --check "$CCDL" trace-columns "$top_srcdir/docs/trace.md"
 finish

@@ -34,7 +34,7 @@ int main(void) {
     CHECK(s.model.n_hidden == 2 && s.model.hidden[0] == 64 && s.model.hidden[1] == 32);
     CHECK(s.optimizer.momentum == 0.5 && s.optimizer.nesterov == 0);
     CHECK(s.schedule.epochs == 4 && s.schedule.lr == 0.05 && s.schedule.n_decay == 1);
-    CHECK(s.topology.kind == TOPO_COMPLETE && s.communication.mode == COMM_ALLREDUCE);
+    CHECK(s.topology.kind == TOPO_COMPLETE && s.communication.mode == POLICY_ALLREDUCE);
     /* defaults */
     CHECK(s.schedule.local_batch == 32 && s.optimizer.weight_decay == 1e-4);
     CHECK(strcmp(s.trace.path, "q.h5") == 0);
@@ -55,7 +55,8 @@ int main(void) {
     CHECK(s.workers == 8 && s.topology.kind == TOPO_RING);
 
     expect_error("{\"topology\": {\"kind\": \"rng\"}}",
-                 "t.json: topology.kind: expected one of complete, ring; got \"rng\"");
+                 "t.json: topology.kind: expected one of complete, ring, torus, exponential, "
+                 "one_peer_exponential, bipartite_exponential, random_matching; got \"rng\"");
     expect_error("{\"workers\": \"8\"}", "workers: expected an integer; got a string");
     expect_error("{\"workers\": 0}", "workers: expected an integer in [1, 65536]; got 0");
     expect_error("{\"workers\": 2.5}", "workers: expected an integer");

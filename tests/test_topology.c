@@ -1,12 +1,15 @@
-/* test_topology.c: every row set is symmetric and doubly stochastic, with the degrees and
- * weights NOTES.md section 4 gives. */
+/* test_topology.c: every kind's rows are symmetric and doubly stochastic in every round,
+ * with the degrees and weights NOTES.md section 4 gives; mixing rates match their closed
+ * forms; random matchings are pure functions of (seed, round) with the right distribution;
+ * unsupported n is refused with a message. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "topology.h"
 
 /* Dense W from the rows, checking column order on the way. */
-static double *dense(const topology *t, int64_t round) {
+static double *dense_checked(const topology *t, int64_t round) {
     int n = t->n, m = topology_max_row(t);
     double *W = calloc((size_t)n * n, sizeof(double));
     int cols[m];
@@ -24,51 +27,162 @@ static double *dense(const topology *t, int64_t round) {
 }
 
 static void check_mixing(const topology *t, int64_t round) {
-    int n = t->n;
-    double *W = dense(t, round);
+    int n = t->n, ok = 1;
+    double *W = dense_checked(t, round);
     for (int i = 0; i < n; i++) {
         double row = 0, col = 0;
         for (int j = 0; j < n; j++) {
             row += W[i * n + j], col += W[j * n + i];
-            CHECK(W[i * n + j] >= 0);
-            CHECK_CLOSE(W[i * n + j], W[j * n + i], 0, 0);
+            ok &= W[i * n + j] >= 0 && W[i * n + j] == W[j * n + i];
         }
-        CHECK_CLOSE(row, 1.0, 1e-12, 0);
-        CHECK_CLOSE(col, 1.0, 1e-12, 0);
+        ok &= fabs(row - 1.0) < 1e-12 && fabs(col - 1.0) < 1e-12;
     }
+    CHECK_MSG(ok, "%s n=%d round %lld: not symmetric doubly stochastic",
+              topology_kind_names[t->kind], n, (long long)round);
+    /* agrees with topology_dense */
+    double *D = topology_dense(t, round);
+    CHECK(memcmp(D, W, sizeof(double) * n * n) == 0);
+    free(D);
     free(W);
 }
 
+static double ring_p(int n) {
+    double l = (1 + 2 * cos(2 * M_PI / n)) / 3;
+    return 1 - l * l;
+}
+
 int main(void) {
-    for (int n = 1; n <= 12; n++) {
-        topology c = {TOPO_COMPLETE, n, 1};
-        CHECK(topology_check(TOPO_COMPLETE, n, NULL) == 0);
-        check_mixing(&c, 0);
-        double *W = dense(&c, 0);
-        CHECK_CLOSE(W[0], 1.0 / n, 1e-15, 0);
-        free(W);
-        if (n < 2) {
+    /* rows of every kind for every n it supports, over several rounds */
+    for (int kind = 0; kind < TOPO_KIND_COUNT; kind++)
+        for (int n = 1; n <= 70; n += (n < 20 ? 1 : 11)) {
             ccdl_error err;
-            CHECK(topology_check(TOPO_RING, n, &err) != 0);
-            continue;
+            if (topology_check(kind, n, &err) != 0) {
+                CHECK_MSG(strstr(err.text, "topology.kind") || strstr(err.text, "workers"), "%s",
+                          err.text);
+                continue;
+            }
+            topology t = {kind, n, 42};
+            for (int64_t r = 0; r < 9; r++) check_mixing(&t, r);
         }
-        topology r = {TOPO_RING, n, 1};
-        CHECK(topology_check(TOPO_RING, n, NULL) == 0);
-        check_mixing(&r, 5);
-        W = dense(&r, 0);
-        if (n == 2) {
-            CHECK_CLOSE(W[0], 0.5, 0, 0);
-            CHECK_CLOSE(W[1], 0.5, 0, 0);
-        } else {
-            /* 1/3 on self and both ring neighbours, 0 elsewhere */
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < n; j++) {
-                    int d = abs(i - j);
-                    int nb = d == 0 || d == 1 || d == n - 1;
-                    CHECK_CLOSE(W[i * n + j], nb ? 1.0 / 3.0 : 0.0, 1e-15, 0);
-                }
+
+    /* refusals */
+    ccdl_error err;
+    CHECK(topology_check(TOPO_RING, 1, &err) != 0 && strstr(err.text, "ring needs workers >= 2"));
+    CHECK(topology_check(TOPO_BIPARTITE_EXPONENTIAL, 7, &err) != 0 && strstr(err.text, "even"));
+    CHECK(topology_check(TOPO_TORUS, 13, &err) != 0 && strstr(err.text, "rows x cols"));
+    CHECK(topology_check(TOPO_TORUS, 3, &err) != 0);
+    CHECK(topology_check(TOPO_COMPLETE, 0, &err) != 0);
+    CHECK(topology_check(TOPO_RANDOM_MATCHING, 1, &err) != 0);
+    CHECK(topology_kind_from_name("random_matching") == TOPO_RANDOM_MATCHING);
+    CHECK(topology_kind_from_name("rng") == -1);
+
+    /* shapes: ring 1/3, exponential offsets, one-peer hop 2^(r mod m), bipartite offset
+     * 2^k - 1 with k cycling from 1, torus 4 x 4 neighbours */
+    {
+        topology t = {TOPO_ONE_PEER_EXPONENTIAL, 16, 1};
+        int cols[3];
+        double w[3];
+        /* m = floor(log2 15) + 1 = 4: rounds 0..3 use hops 1, 2, 4, 8; round 4 hop 1 again */
+        int hops[5] = {1, 2, 4, 8, 1};
+        for (int r = 0; r < 5; r++) {
+            int k = topology_row(&t, r, 5, cols, w);
+            int want_k = hops[r] == 8 ? 2 : 3;
+            CHECK(k == want_k);
+            CHECK(cols[k - 1] == 5 + hops[r] || cols[0] == 5 - hops[r]);
+            CHECK_CLOSE(w[0], 1.0 / want_k, 1e-15, 0);
         }
-        free(W);
+        topology b = {TOPO_BIPARTITE_EXPONENTIAL, 16, 1};
+        /* K = 4: offsets 1, 3, 7, 15 */
+        int offs[5] = {1, 3, 7, 15, 1};
+        for (int r = 0; r < 5; r++) {
+            int partner = (4 + offs[r]) % 16; /* even 4 talks to odd 4 + 2^k - 1 */
+            CHECK(topology_row(&b, r, 4, cols, w) == 2);
+            CHECK((cols[0] == 4 && cols[1] == partner) || (cols[0] == partner && cols[1] == 4));
+            CHECK_CLOSE(w[0], 0.5, 0, 0);
+            CHECK(topology_row(&b, r, partner, cols, w) == 2 && (cols[0] == 4 || cols[1] == 4));
+        }
+        topology e = {TOPO_EXPONENTIAL, 32, 1};
+        int ecols[11];
+        double ew[11];
+        /* hops 1,2,4,8,16 both ways: +-1 +-2 +-4 +-8 and 16 (= -16): 9 neighbours */
+        CHECK(topology_row(&e, 0, 0, ecols, ew) == 10);
+        int want[10] = {0, 1, 2, 4, 8, 16, 24, 28, 30, 31};
+        CHECK(memcmp(ecols, want, sizeof want) == 0);
+        CHECK_CLOSE(ew[3], 0.1, 1e-15, 0);
+        topology tor = {TOPO_TORUS, 16, 1};
+        int tcols[5];
+        double tw[5];
+        CHECK(topology_row(&tor, 0, 5, tcols, tw) == 5); /* (1,1): 1, 4, 6, 9 */
+        int twant[5] = {1, 4, 5, 6, 9};
+        CHECK(memcmp(tcols, twant, sizeof twant) == 0);
+    }
+
+    /* random matching: a perfect matching (n even), pure in (seed, round), fresh per round,
+     * and Pr(i ~ j) = 1/(n-1) empirically */
+    {
+        enum { N = 8, ROUNDS = 20000 };
+        topology t = {TOPO_RANDOM_MATCHING, N, 9};
+        topology t2 = {TOPO_RANDOM_MATCHING, N, 10};
+        long pair01 = 0, changes = 0, seed_diff = 0;
+        for (int64_t r = 0; r < ROUNDS; r++) {
+            double *W = topology_dense(&t, r), *V = topology_dense(&t, r);
+            double *S = topology_dense(&t2, r);
+            CHECK(memcmp(W, V, sizeof(double) * N * N) == 0);
+            seed_diff += memcmp(W, S, sizeof(double) * N * N) != 0;
+            for (int i = 0; i < N; i++) CHECK(W[i * N + i] == 0.5);
+            pair01 += W[0 * N + 1] > 0;
+            if (r) {
+                double *P = topology_dense(&t, r - 1);
+                changes += memcmp(P, W, sizeof(double) * N * N) != 0;
+                free(P);
+            }
+            free(W), free(V), free(S);
+        }
+        double freq = (double)pair01 / ROUNDS, want = 1.0 / (N - 1);
+        CHECK_CLOSE(freq, want, 5 * sqrt(want * (1 - want) / ROUNDS), 0);
+        CHECK(changes > ROUNDS * 0.8 && seed_diff > ROUNDS * 0.8);
+        topology odd = {TOPO_RANDOM_MATCHING, 7, 9};
+        int cols[2];
+        double w[2];
+        int idle = 0;
+        for (int i = 0; i < 7; i++) idle += topology_row(&odd, 3, i, cols, w) == 1;
+        CHECK(idle == 1);
+    }
+
+    /* mixing rates against closed forms (NOTES.md section 3) */
+    for (int n = 4; n <= 64; n *= 2) {
+        topology_mixing m;
+        topology ring = {TOPO_RING, n, 1}, comp = {TOPO_COMPLETE, n, 1},
+                 rm = {TOPO_RANDOM_MATCHING, n, 1};
+        CHECK(topology_mixing_stats(&ring, &m, &err) == 0);
+        CHECK_CLOSE(m.p, ring_p(n), 1e-9, 0);
+        CHECK(m.degree == 2 && m.period == 1);
+        CHECK_CLOSE(m.spectral_gap, 1 - sqrt(1 - ring_p(n)), 1e-9, 0);
+        CHECK(topology_mixing_stats(&comp, &m, &err) == 0);
+        CHECK_CLOSE(m.p, 1.0, 1e-9, 0);
+        CHECK(m.degree == n - 1);
+        CHECK(topology_mixing_stats(&rm, &m, &err) == 0);
+        CHECK_CLOSE(m.p, 0.5 + 0.5 / (n - 1), 1e-9, 0);
+        CHECK(m.degree == 1 && m.period == 0);
+    }
+    {
+        topology_mixing m;
+        topology rm7 = {TOPO_RANDOM_MATCHING, 7, 1}; /* odd: E[P] = J/n, p = 1/2 */
+        CHECK(topology_mixing_stats(&rm7, &m, &err) == 0);
+        CHECK_CLOSE(m.p, 0.5, 1e-9, 0);
+        /* one-peer exponential with n a power of 2 reaches exact average in one period
+         * (Ying et al. 2021): the product over a period is J/n, but p per round in
+         * expectation is below 1 */
+        topology op = {TOPO_ONE_PEER_EXPONENTIAL, 16, 1};
+        CHECK(topology_mixing_stats(&op, &m, &err) == 0);
+        CHECK(m.period == 4 && m.degree == 2 && m.p > 0 && m.p < 1);
+        topology tor = {TOPO_TORUS, 16, 1}; /* 4 x 4: eigenvalues (1 + 2cos a + 2cos b) / 5 */
+        CHECK(topology_mixing_stats(&tor, &m, &err) == 0);
+        double l = (1 + 2 * cos(2 * M_PI / 4) + 2) / 5;
+        CHECK_CLOSE(m.p, 1 - l * l, 1e-9, 0);
+        CHECK(m.degree == 4);
+        topology one = {TOPO_COMPLETE, 1, 1};
+        CHECK(topology_mixing_stats(&one, &m, &err) == 0 && m.p == 1.0);
     }
     return check_exit();
 }

@@ -52,6 +52,7 @@ static trace_step_row step_row(int64_t i) {
         .xi = i % 7 == 0 ? NAN : exp(-1e-3 * (double)i),
         .theta = i % 3 == 0 ? NAN : 1.0 / 3.0 + (double)i,
         .target = -(double)i * 1e-9,
+        .policy = (int32_t)(i % 4),
         .rounds = (int32_t)(i % 5) - 1,
         .capped = (int32_t)(i % 2),
         .compute_s = 1e-3 * (double)i,
@@ -79,6 +80,9 @@ static trace_phase_row phase_row(int32_t p) {
         .end_step = ((int64_t)1 << 40) + p + 100,
         .max_xi = 0.5 * p,
         .mean_rounds = 1.0 / 7.0 * p,
+        .policy = p % 4,
+        .capped_steps = ((int64_t)1 << 35) + p,
+        .target = p == 2 ? NAN : 0.125 * p,
     };
     return r;
 }
@@ -190,6 +194,7 @@ static void test_round_trip(char *path, size_t size) {
     STEP_COL(xi);
     STEP_COL(theta);
     STEP_COL(target);
+    STEP_COL(policy);
     STEP_COL(rounds);
     STEP_COL(capped);
     STEP_COL(compute_s);
@@ -217,6 +222,9 @@ static void test_round_trip(char *path, size_t size) {
     PHASE_COL(end_step);
     PHASE_COL(max_xi);
     PHASE_COL(mean_rounds);
+    PHASE_COL(policy);
+    PHASE_COL(capped_steps);
+    PHASE_COL(target);
 #undef PHASE_COL
 
     CHECK(read_int_attr(path, "completed") == 1);

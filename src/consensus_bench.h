@@ -1,0 +1,34 @@
+/* consensus_bench.h: the paper's consensus averaging problem (Appendix E.1).
+ *
+ * Random vectors on n workers, repeated gossip rounds, Xi per round for each topology; the
+ * rounds each needs to bring Xi to given fractions of Xi_0, and the measured per-round
+ * contraction of Xi^2 once the slowest mode dominates, beside the (1 - p) the spectrum
+ * predicts. Results go to an HDF5 file (layout in docs/consensus-bench.md) and a table. */
+#ifndef CCDL_CONSENSUS_BENCH_H
+#define CCDL_CONSENSUS_BENCH_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "topology.h"
+#include "util.h"
+
+#define BENCH_MAX_TARGETS 8
+
+typedef struct {
+    int n;
+    size_t d;
+    int kinds[TOPO_KIND_COUNT];
+    int n_kinds;
+    double targets[BENCH_MAX_TARGETS]; /* fractions of Xi_0 */
+    int n_targets;
+    int max_rounds;
+    uint64_t seed;
+    const char *out; /* HDF5 file, or NULL */
+} consensus_bench_options;
+
+/* Run on all ranks of comm (P must divide n); rank 0 prints the table and writes out.
+ * -1 + err on bad options (CCDL_ERR_INPUT) or I/O failure. */
+int consensus_bench_run(const consensus_bench_options *opt, MPI_Comm comm, ccdl_error *err);
+
+#endif
