@@ -26,4 +26,11 @@ for name in f["steps"]:
     ok &= len(f["steps"][name]) == len(steps)
 sys.exit(0 if ok else 1)
 PY
+# analysis on the unfinished trace: refused by default, used as far as it goes on request
+# (no /phases row yet: the phase metric is blank, not an error)
+analyze="$top_srcdir/analysis/ccdl-analyze"
+"$PYTHON" "$analyze" table "$work/killed.h5" --metrics test_acc,max_xi_p1 > /dev/null 2> "$work/e"; code=$?
+check "ccdl-analyze refuses an unfinished trace: exit 2 naming it" sh -c "test $code -eq 2 && grep -q 'killed.h5: run not completed' '$work/e'"
+"$PYTHON" "$analyze" table "$work/killed.h5" --metrics test_acc,max_xi_p1 --allow-incomplete > "$work/t.md"; code=$?
+check "ccdl-analyze --allow-incomplete: exit 0, blank phase metric" sh -c "test $code -eq 0 && grep -q '| 1 | [0-9.]* | - |' '$work/t.md'"
 finish

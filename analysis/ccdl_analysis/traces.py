@@ -164,8 +164,10 @@ def load(path, need=None, allow_incomplete=False):
             raise TraceError(path, f"run not completed (completed = {completed}, exit_reason "
                                    f"{attrs.get('exit_reason', '?')!r}); pass --allow-incomplete to use it")
         groups = {g: _read_group(f, path, g, list(need.get(g, ()))) for g in ("steps", "epochs", "phases")}
+    # an unfinished run (accepted with allow_incomplete) may not have reached a group yet,
+    # e.g. /phases before its first phase ends: its metrics come out blank, not an error
     for g, cols in need.items():
-        if cols and len(next(iter(groups[g].values()), [])) == 0:
+        if cols and completed == 1 and len(next(iter(groups[g].values()), [])) == 0:
             raise TraceError(path, f"/{g} has no rows")
     return Run(path, attrs, spec, groups["steps"], groups["epochs"], groups["phases"])
 
