@@ -13,92 +13,19 @@ for b in munged slurmctld slurmd sbatch squeue sinfo srun; do
 done
 work=$(cd "$work" && pwd)
 S="$work/slurm"
-mkdir -p "$S/state" "$S/spool" "$S/munge"
-chmod 700 "$S/munge"
-pids=()
-stop() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2> /dev/null
-    done
-}
-trap stop EXIT
+. "$top_srcdir/jobs/slurm-local-cluster.sh"
+trap 'slurm_local_stop "$S"' EXIT
 sweep() { "$PYTHON" "$top_srcdir/tools/ccdl-sweep" "$@"; }
 analyze() { "$PYTHON" "$top_srcdir/analysis/ccdl-analyze" "$@"; }
 t0=$(date +%s)
 
 # ---------------------------------------------------------------- the cluster
-if [ -r /etc/munge/munge.key ]; then
-    cp /etc/munge/munge.key "$S/munge/munge.key"
-else
-    dd if=/dev/urandom of="$S/munge/munge.key" bs=1024 count=1 2> /dev/null
-fi
-chmod 400 "$S/munge/munge.key"
-munged -F -f --key-file="$S/munge/munge.key" --socket="$S/munge/munge.sock" \
-    --pid-file="$S/munge/munged.pid" --log-file="$S/munge/munged.log" \
-    --seed-file="$S/munge/munged.seed" > "$S/munged.out" 2>&1 &
-pids+=($!)
-read -r ctld_port slurmd_port < <("$PYTHON" -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
-cpus=$(getconf _NPROCESSORS_ONLN)  # not nproc: it honours OMP_NUM_THREADS
-[ "$cpus" -gt 2 ] && cpus=2
-mem=$(free -m | awk '/^Mem:/ {print int($2 / 2)}')
-: > "$S/plugstack.conf"
-cat > "$S/slurm.conf" <<EOF
-ClusterName=ccdltest
-SlurmctldHost=localhost
-SlurmctldPort=$ctld_port
-SlurmdPort=$slurmd_port
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket=$S/munge/munge.sock
-CredType=cred/munge
-StateSaveLocation=$S/state
-SlurmdSpoolDir=$S/spool
-SlurmctldPidFile=$S/slurmctld.pid
-SlurmdPidFile=$S/slurmd.pid
-SlurmctldLogFile=$S/slurmctld.log
-SlurmdLogFile=$S/slurmd.log
-PlugStackConfig=$S/plugstack.conf
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SlurmdParameters=config_overrides
-MpiDefault=none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-ReturnToService=2
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MaxArraySize=1001
-NodeName=localhost CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-EOF
-export SLURM_CONF="$S/slurm.conf"
-for _ in $(seq 1 50); do [ -S "$S/munge/munge.sock" ] && break; sleep 0.1; done
-slurmctld -D -i > "$S/slurmctld.out" 2>&1 &
-pids+=($!)
-slurmd -D -N localhost > "$S/slurmd.out" 2>&1 &
-pids+=($!)
-state=""
-for _ in $(seq 1 100); do
-    state=$(sinfo -h -n localhost -o %T 2> /dev/null)
-    [ "$state" = idle ] && break
-    sleep 0.2
-done
-if [ "$state" != idle ]; then
-    echo "node state: '$state'"; tail -5 "$S/slurmctld.log" "$S/slurmd.log" "$S/munged.out" 2> /dev/null
+if ! slurm_local_start "$S"; then
     fail "one-node cluster up"
     finish
     exit 1
 fi
-pass "one-node cluster up in $(($(date +%s) - t0)) s ($cpus CPUs, ports $ctld_port/$slurmd_port)"
+pass "one-node cluster up in $(($(date +%s) - t0)) s ($SLURM_LOCAL_INFO)"
 
 # ---------------------------------------------------------------- the sweep
 # tiny-control: 1 All-Reduce run, 2 uncontrolled references added by the expansion, 2 runs at
