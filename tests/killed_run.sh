@@ -1,8 +1,11 @@
 # killed_run.sh: a run killed with SIGKILL mid-training leaves a readable trace holding every
 # row up to its last flush (epoch end), with completed = 0.
 . "$(dirname "$0")/lib.sh"
+# the whole training set: ~1 s epochs, so a kill 50 ms after an epoch's flush lands between
+# flushes (with the tiny subset an epoch took ~50 ms and the kill could hit the next flush,
+# the one window where readers need swmr=True; see docs/trace.md)
 sed -e 's/"epochs": 2/"epochs": 200/' -e 's/"name": "tiny-ring"/"name": "killed"/' \
-    "$specs/tiny-ring.json" > "$work/long.json"
+    -e 's/"train_subset": 2048, //' "$specs/tiny-ring.json" > "$work/long.json"
 "$CCDL" run "$work/long.json" --out "$work/killed.h5" 2> "$work/progress" &
 pid=$!
 # wait for two epoch lines (two flushes), then kill in the middle of the next epoch
