@@ -1,6 +1,7 @@
 /* ccdl.c: the command-line front end (docs/cli.md).
  *
- *   ccdl run SPEC [--out FILE] [--quiet]   train; `mpiexec -n P ccdl run ...` spreads workers
+ *   ccdl run SPEC [--out FILE] [--quiet] [--resume]
+ *                                           train; `mpiexec -n P ccdl run ...` spreads workers
  *   ccdl validate SPEC                      check spec, rank count and data, train nothing
  *   ccdl spec-keys                          print the spec key reference (Markdown table)
  *   ccdl trace-columns                      print the trace column reference (Markdown)
@@ -8,7 +9,8 @@
  *   ccdl consensus-bench [options]          the consensus averaging problem (under MPI)
  *   ccdl --help | --version
  *
- * Exit codes: 0 ok, 1 failure while running, 2 bad input. Only rank 0 prints errors. */
+ * Exit codes: 0 ok, 1 failure while running, 2 bad input, 3 stopped by a signal with a
+ * checkpoint written (resumable). Only rank 0 prints errors. */
 #include <jansson.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@
 #include "util.h"
 
 static const char usage[] =
-    "usage: ccdl run SPEC [--out FILE] [--quiet]\n"
+    "usage: ccdl run SPEC [--out FILE] [--quiet] [--resume]\n"
     "       ccdl validate SPEC\n"
     "       ccdl spec-keys | trace-columns\n"
     "       ccdl topology [--kinds K1,K2,..] [--n N1,N2,..] [--json]\n"
@@ -34,8 +36,10 @@ static const char usage[] =
     "\n"
     "Decentralized deep learning experiments with consensus control.\n"
     "Run under MPI to spread the spec's workers over ranks: mpiexec -n P ccdl run SPEC\n"
-    "(P must divide the number of workers). Exit codes: 0 ok, 1 failure while running,\n"
-    "2 bad input (spec, data file, command line). See docs/cli.md and docs/spec.md.\n";
+    "(P must divide the number of workers). --resume continues from the run's checkpoint\n"
+    "if there is one. Exit codes: 0 ok, 1 failure while running, 2 bad input (spec, data\n"
+    "file, checkpoint, command line), 3 stopped by SIGTERM/SIGINT/SIGUSR1 after writing a\n"
+    "checkpoint (resumable). See docs/cli.md, docs/spec.md and docs/checkpoint.md.\n";
 
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "ccdl: ");
@@ -45,11 +49,14 @@ static int usage_error(const char *fmt, const char *arg) {
 }
 
 static int exit_code(const ccdl_error *err) {
-    return err->kind == CCDL_ERR_INPUT ? CCDL_EXIT_INPUT : CCDL_EXIT_FAILURE;
+    return err->kind == CCDL_ERR_INPUT     ? CCDL_EXIT_INPUT
+           : err->kind == CCDL_ERR_STOPPED ? CCDL_EXIT_STOPPED
+                                           : CCDL_EXIT_FAILURE;
 }
 
 /* Runs with MPI initialised; returns the exit code (same on every rank). */
-static int command_with_mpi(const char *cmd, const char *spec_path, const char *out, int quiet) {
+static int command_with_mpi(const char *cmd, const char *spec_path, const char *out, int quiet,
+                            int resume) {
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     ccdl_spec spec;
@@ -59,7 +66,7 @@ static int command_with_mpi(const char *cmd, const char *spec_path, const char *
     int rc = spec_load(spec_path, &spec, &err);
     if (rc == 0) {
         if (strcmp(cmd, "run") == 0) {
-            train_options opt = {out, quiet};
+            train_options opt = {out, quiet, resume};
             rc = train_run(&spec, &opt, MPI_COMM_WORLD, &err);
         } else {
             rc = train_validate(&spec, MPI_COMM_WORLD, &err);
@@ -242,13 +249,15 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "validate") != 0)
         return usage_error("unknown command '%s'", cmd);
     const char *spec_path = NULL, *out = NULL;
-    int quiet = 0;
+    int quiet = 0, resume = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && strcmp(cmd, "run") == 0) {
             if (++i == argc) return usage_error("%s", "--out needs a file name");
             out = argv[i];
         } else if (strcmp(argv[i], "--quiet") == 0 && strcmp(cmd, "run") == 0) {
             quiet = 1;
+        } else if (strcmp(argv[i], "--resume") == 0 && strcmp(cmd, "run") == 0) {
+            resume = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return usage_error("unknown option '%s'", argv[i]);
         } else if (!spec_path) {
@@ -259,7 +268,7 @@ int main(int argc, char **argv) {
     }
     if (!spec_path) return usage_error("%s", "missing SPEC file");
     MPI_Init(&argc, &argv);
-    int code = command_with_mpi(cmd, spec_path, out, quiet);
+    int code = command_with_mpi(cmd, spec_path, out, quiet, resume);
     MPI_Finalize();
     return code;
 }

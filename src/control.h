@@ -3,9 +3,12 @@
  * After the local step, a phase's policy decides the communication: exact average, one
  * gossip round, one round every H steps, or gossip rounds repeated until the consensus
  * distance (exact Xi or the estimate Theta) is at or below a target, up to a cap. Targets
- * are constant (factor x the phase's max Xi of the same experiment run uncontrolled, read
- * from its trace, or a literal value) or adaptive (factor x an EMA of the mean local
- * gradient norm, reset at each phase). Factor 1 with a constant target is uncontrolled. */
+ * are constant per phase (given to control_init: reference.h derives them from the
+ * uncontrolled run's trace or a literal value) or adaptive (factor x an EMA of the mean
+ * local gradient norm, reset at each phase).
+ *
+ * The configuration (control) is fixed for the run; what changes from step to step
+ * (control_state) is kept apart, so a checkpoint saves it and a resume restores it. */
 #ifndef CCDL_CONTROL_H
 #define CCDL_CONTROL_H
 
@@ -21,10 +24,14 @@ typedef struct {
     int local_steps;
     struct spec_control cfg;
     double phase_target[SPEC_MAX_DECAYS + 1]; /* constant targets (NaN: none) */
-    double phi;                               /* adaptive: EMA of the mean gradient norm */
-    int phi_phase;                            /* phase phi belongs to (0: none yet) */
-    int64_t round; /* gossip rounds so far: time-varying topologies advance with it */
 } control;
+
+/* The resumable part: changes every step. Zero is the state before the first step. */
+typedef struct {
+    double phi;    /* adaptive: EMA of the mean gradient norm */
+    int phi_phase; /* phase phi belongs to (0: none yet) */
+    int64_t round; /* gossip rounds so far: time-varying topologies advance with it */
+} control_state;
 
 /* What one step's communication did. */
 typedef struct {
@@ -36,14 +43,14 @@ typedef struct {
     double xi;     /* exact Xi after communication, if measured here (else NaN) */
 } control_result;
 
-/* Resolve policies and targets; reads the reference trace when the spec needs one.
- * -1 + err (CCDL_ERR_INPUT naming communication.control.reference) for a missing,
- * unfinished or foreign reference. spec_json is this run's canonical spec. */
-int control_init(control *c, const ccdl_spec *spec, const char *spec_json, ccdl_error *err);
+/* Resolve each phase's policy; phase_target[k] is the constant target of phase k + 1
+ * (NaN: none), as reference_phase_targets gives it. */
+void control_init(control *c, const ccdl_spec *spec, const double *phase_target);
 
 /* One step's communication for the local workers' parameters x[] (pointers may be swapped
  * by gossip). grad_norm is the mean over workers of ||g_i|| this step (adaptive target). */
-void control_communicate(control *c, int phase, int64_t step, double grad_norm, float **x,
-                         gossip *g, consensus *cons, control_result *out);
+void control_communicate(const control *c, control_state *st, int phase, int64_t step,
+                         double grad_norm, float **x, gossip *g, consensus *cons,
+                         control_result *out);
 
 #endif

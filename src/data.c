@@ -429,6 +429,24 @@ int dataset_pad_to(dataset *ds, int size, ccdl_error *err) {
     return 0;
 }
 
+/* One sample's draws, in the documented order: crop row offset, column offset, flip. */
+static void augment_draw(const augment_config *aug, rng_t *rng, int *dy, int *dx, int *flip) {
+    const int p = aug->crop_pad > 0 ? aug->crop_pad : 0;
+    *dy = *dx = p;
+    *flip = 0;
+    if (p > 0) {
+        *dy = (int)rng_below(rng, (uint64_t)(2 * p + 1));
+        *dx = (int)rng_below(rng, (uint64_t)(2 * p + 1));
+    }
+    if (aug->flip) *flip = (int)rng_below(rng, 2);
+}
+
+void augment_skip(const augment_config *aug, rng_t *rng, int b) {
+    if (!aug || (aug->crop_pad <= 0 && !aug->flip)) return;
+    int dy, dx, flip;
+    for (int s = 0; s < b; s++) augment_draw(aug, rng, &dy, &dx, &flip);
+}
+
 void dataset_fill_batch_augmented(const dataset *ds, const int32_t *idx, int b,
                                   const augment_config *aug, rng_t *rng, float *x, int32_t *y) {
     if (!aug || (aug->crop_pad <= 0 && !aug->flip)) {
@@ -439,12 +457,8 @@ void dataset_fill_batch_augmented(const dataset *ds, const int32_t *idx, int b,
     const size_t plane = (size_t)h * w, sample = plane * ds->channels;
     for (int s = 0; s < b; s++) {
         /* offsets into the padded image: output (r, c) reads input (r + dy - p, c + dx - p) */
-        int dy = p, dx = p, flip = 0;
-        if (p > 0) {
-            dy = (int)rng_below(rng, (uint64_t)(2 * p + 1));
-            dx = (int)rng_below(rng, (uint64_t)(2 * p + 1));
-        }
-        if (aug->flip) flip = (int)rng_below(rng, 2);
+        int dy, dx, flip;
+        augment_draw(aug, rng, &dy, &dx, &flip);
         const uint8_t *src = ds->pixels + (size_t)idx[s] * sample;
         float *dst = x + (size_t)s * sample;
         for (int c = 0; c < ds->channels; c++) {

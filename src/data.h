@@ -82,6 +82,10 @@ typedef struct {
 void dataset_fill_batch_augmented(const dataset *ds, const int32_t *idx, int b,
                                   const augment_config *aug, rng_t *rng, float *x, int32_t *y);
 
+/* Advance rng exactly as dataset_fill_batch_augmented does for b samples, without filling
+ * anything: a resumed run replays an epoch's draws up to its checkpointed step. */
+void augment_skip(const augment_config *aug, rng_t *rng, int b);
+
 /* A split of the training set over n workers with a possibly different number of samples
  * each. */
 typedef struct {

@@ -29,6 +29,7 @@
 
 #include "layers.h"
 #include "rng.h"
+#include "worker_state.h"
 
 #define MODEL_MAX_LAYERS (MODEL_MAX_HIDDEN + 1) /* mlp inner-product layers */
 #define RESNET_STAGES 3
@@ -716,4 +717,15 @@ void model_evaluate(model *m, const float *params, const float *state, const flo
         resnet_forward(m, ns, params, (float *)(uintptr_t)state);
     layer_wait(&ns->ls);
     *loss_sum += softmax_xent(layer_data(ns->logits), y, batch, m->cfg.classes, NULL, correct);
+}
+
+void model_declare_buffers(const model *m, worker_state *ws, uint64_t seed, model_buffers *h) {
+    h->params = worker_state_declare(ws, "params", m->n_params,
+                                     WS_GOSSIPED | WS_EVAL_MEAN | WS_CHECKPOINT);
+    h->grads = worker_state_declare(ws, "grads", m->n_params, 0);
+    h->state = worker_state_declare(ws, "bn_state", m->n_state, WS_EVAL_MEAN | WS_CHECKPOINT);
+    for (int w = 0; w < ws->per_rank; w++) {
+        model_init_params(m, worker_state_buffers(ws, h->params)[w], seed);
+        if (m->n_state) model_init_state(m, worker_state_buffers(ws, h->state)[w]);
+    }
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "util.h"
+struct worker_state; /* worker_state.h */
 
 #define MODEL_MAX_HIDDEN 8
 
@@ -55,6 +56,17 @@ size_t model_param_count(const model *m);
 /* Floats of non-trainable per-worker state (batch-norm running mean and variance); 0 for
  * the mlp. Gossip does not touch it; average it over workers to evaluate an averaged model. */
 size_t model_state_count(const model *m);
+
+/* Handles of the model's per-worker buffers in the worker-state registry. */
+typedef struct {
+    int params; /* "params": model_param_count floats; gossiped, averaged, checkpointed */
+    int grads;  /* "grads": the same count; scratch of one step */
+    int state;  /* "bn_state": model_state_count floats; averaged, checkpointed */
+} model_buffers;
+
+/* Declare the three buffers and initialise every local worker's parameters and state (all
+ * workers start from the same model, a pure function of seed). */
+void model_declare_buffers(const model *m, struct worker_state *ws, uint64_t seed, model_buffers *h);
 
 /* Initialisation, a pure function of seed (docs/model.md):
  *   mlp:      weights He normal, fan_in (std sqrt(2 / in)); biases zero.

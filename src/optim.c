@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "worker_state.h"
+
 void sgd_step(const sgd_config *cfg, float lr, float *x, const float *grad, float *momentum_buf,
               size_t d, const float *decay_mask) {
     const float mu = cfg->momentum, wd = cfg->weight_decay;
@@ -48,10 +50,20 @@ double vector_norm(const float *v, size_t d) {
     return sqrt(s);
 }
 
-void optimizer_step(const optimizer *o, float lr, int64_t step, float *x, const float *grad,
-                    float *m, float *v, size_t d) {
+void optimizer_declare(optimizer *o, worker_state *ws, size_t d) {
+    o->m = o->v = NULL;
+    if (o->adam) {
+        o->m = worker_state_buffers(ws, worker_state_declare(ws, "adam_m", d, WS_CHECKPOINT));
+        o->v = worker_state_buffers(ws, worker_state_declare(ws, "adam_v", d, WS_CHECKPOINT));
+    } else if (o->sgd.momentum != 0.0f) {
+        o->m = worker_state_buffers(ws, worker_state_declare(ws, "momentum", d, WS_CHECKPOINT));
+    }
+}
+
+void optimizer_step(const optimizer *o, float lr, int64_t step, int w, float *x, const float *grad,
+                    size_t d) {
     if (o->adam)
-        adam_step(&o->adam_cfg, lr, step, x, grad, m, v, o->decay_mask, d);
+        adam_step(&o->adam_cfg, lr, step, x, grad, o->m[w], o->v[w], o->decay_mask, d);
     else
-        sgd_step(&o->sgd, lr, x, grad, m, d, o->decay_mask);
+        sgd_step(&o->sgd, lr, x, grad, o->m ? o->m[w] : NULL, d, o->decay_mask);
 }

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct worker_state; /* worker_state.h */
+
 typedef struct {
     float momentum; /* mu; 0 = plain SGD */
     int nesterov;
@@ -39,21 +41,28 @@ typedef struct {
 void adam_step(const adam_config *cfg, float lr, int64_t step, float *x, const float *grad,
                float *m, float *v, const float *decay_mask, size_t d);
 
-/* ||v||_2 accumulated in double. */
 /* The local optimizer of a run: SGD (with momentum / Nesterov) or Adam, with an optional
- * weight-decay mask shared by all workers (NULL: decay every parameter). */
+ * weight-decay mask shared by all workers (NULL: decay every parameter). Its per-worker
+ * state lives in the worker-state registry (optimizer_declare). */
 typedef struct {
     int adam; /* 0: sgd_step, 1: adam_step */
     sgd_config sgd;
     adam_config adam_cfg;
     const float *decay_mask;
+    float **m; /* [per_rank] momentum (SGD, NULL if momentum is 0) or first moment (Adam) */
+    float **v; /* [per_rank] Adam second moment, NULL for SGD */
 } optimizer;
 
-/* One step of the configured optimizer. m is the momentum buffer (SGD) or first moment
- * (Adam), v the Adam second moment (unused by SGD); step counts from 1. */
-void optimizer_step(const optimizer *o, float lr, int64_t step, float *x, const float *grad,
-                    float *m, float *v, size_t d);
+/* Declare the optimizer's per-worker buffers of d floats (configure adam / sgd first):
+ * "momentum" for SGD with momentum, "adam_m" and "adam_v" for Adam; checkpointed, never
+ * gossiped. */
+void optimizer_declare(optimizer *o, struct worker_state *ws, size_t d);
 
+/* One step of the configured optimizer for local worker w; step counts from 1. */
+void optimizer_step(const optimizer *o, float lr, int64_t step, int w, float *x, const float *grad,
+                    size_t d);
+
+/* ||v||_2 accumulated in double. */
 double vector_norm(const float *v, size_t d);
 
 #endif

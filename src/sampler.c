@@ -68,3 +68,9 @@ void sampler_batch(sampler *s, int w, int64_t k, float *x, int32_t *y) {
     }
     dataset_fill_batch_augmented(s->ds, idx, s->batch, &s->aug, &s->rng[w], x, y);
 }
+
+void sampler_seek(sampler *s, int epoch, int64_t k) {
+    sampler_epoch(s, epoch);
+    for (int w = 0; w < s->local; w++)
+        for (int64_t j = 0; j < k; j++) augment_skip(&s->aug, &s->rng[w], s->batch);
+}

@@ -36,6 +36,9 @@ int sampler_init(sampler *s, const dataset *ds, int n, int first, int local, int
 void sampler_free(sampler *s);
 /* Prepare an epoch (collective-free, same on every rank). */
 void sampler_epoch(sampler *s, int epoch);
+/* Prepare an epoch and move every augmentation stream to where it stands before step k
+ * of it (sampler_epoch when k = 0): where a resumed run continues. */
+void sampler_seek(sampler *s, int epoch, int64_t k);
 /* Local worker w's batch for step k of the epoch: x (batch, C, H, W), y (batch). */
 void sampler_batch(sampler *s, int w, int64_t k, float *x, int32_t *y);
 

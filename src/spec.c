@@ -168,6 +168,18 @@ static const field trace_fields[] = {
         "exact consensus distance every step (costs one all-reduce of the model)"),
     FIELD_END};
 
+static const field checkpoint_fields[] = {
+    STR("path", checkpoint.path, NULL,
+        "checkpoint file (default: beside the trace, run.h5 -> run.ckpt.h5)"),
+    NUM("every_epochs", F_INT, checkpoint.every_epochs, 0, 100000,
+        "checkpoint at the end of every k-th epoch (0: never by epochs)"),
+    NUM("every_minutes", F_DOUBLE, checkpoint.every_minutes, 0, 1e6,
+        "checkpoint at the first step boundary this many minutes after the last one (0: never "
+        "by time)"),
+    NUM("keep", F_BOOL, checkpoint.keep, 0, 1,
+        "keep the final checkpoint after the run completes (else it is deleted)"),
+    FIELD_END};
+
 static const field root_fields[] = {
     STR("name", name, NULL, "experiment name"),
     NUM("seed", F_INT64, seed, 0, 9.007199254740992e15, "seed of every random choice"),
@@ -180,6 +192,7 @@ static const field root_fields[] = {
     OBJECT("topology", topology_fields, "gossip topology"),
     OBJECT("communication", communication_fields, "how workers communicate"),
     OBJECT("trace", trace_fields, "HDF5 output"),
+    OBJECT("checkpoint", checkpoint_fields, "checkpoints for resuming (ccdl run --resume)"),
     FIELD_END};
 
 static void spec_set_defaults(ccdl_spec *s) {
@@ -221,6 +234,8 @@ static void spec_set_defaults(ccdl_spec *s) {
     s->communication.control.ema = 0.9;
     s->communication.control.max_rounds = 100;
     s->trace.measure_xi = 1;
+    s->checkpoint.every_epochs = 1;
+    s->checkpoint.every_minutes = 30;
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -624,4 +639,49 @@ void spec_print_reference(void) {
     printf("| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n");
     print_table(root_fields, d, "");
     json_decref(d);
+}
+
+/* ---------------------------------------------------------------- comparing specs */
+
+/* First differing key below objects a and b (both objects), as a dotted path in key. */
+static int first_difference(const json_t *a, const json_t *b, const char *prefix, char *key,
+                            size_t cap, const char *ignore) {
+    /* canonical specs have sorted keys; walk the union in sorted order */
+    const char *names[256];
+    int count = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)a, k, v) if (count < 256) names[count++] = k;
+    json_object_foreach((json_t *)b, k, v) {
+        if (!json_object_get(a, k) && count < 256) names[count++] = k;
+    }
+    for (int i = 1; i < count; i++)
+        for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            const char *t = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = t;
+        }
+    for (int i = 0; i < count; i++) {
+        if (ignore && strcmp(names[i], ignore) == 0) continue;
+        const json_t *x = json_object_get(a, names[i]), *y = json_object_get(b, names[i]);
+        char path[512];
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", names[i]);
+        if (json_is_object(x) && json_is_object(y)) {
+            if (first_difference(x, y, path, key, cap, NULL)) return 1;
+        } else if (!x || !y || !json_equal(x, y)) {
+            snprintf(key, cap, "%s", path);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int spec_json_first_difference(const char *a, const char *b, char *key, size_t cap) {
+    json_t *x = json_loads(a, 0, NULL), *y = json_loads(b, 0, NULL);
+    int rc = -1;
+    if (json_is_object(x) && json_is_object(y))
+        rc = first_difference(x, y, "", key, cap, "checkpoint");
+    json_decref(x);
+    json_decref(y);
+    return rc;
 }

@@ -96,6 +96,13 @@ typedef struct {
         char path[1024];
         int measure_xi; /* exact consensus distance every step (one all-reduce of d floats) */
     } trace;
+
+    struct {
+        char path[1024];      /* "": beside the trace (checkpoint_default_path) */
+        int every_epochs;     /* at the end of every k-th epoch (0: never by epochs) */
+        double every_minutes; /* at the first step boundary m minutes after the last (0: never) */
+        int keep;             /* keep the last checkpoint after the run completes */
+    } checkpoint;
 } ccdl_spec;
 
 /* Parse and validate JSON text; `source` names it in messages (usually the file path).
@@ -106,6 +113,12 @@ int spec_load(const char *path, ccdl_spec *spec, ccdl_error *err);
 /* The resolved spec (defaults filled in) as canonical JSON: sorted keys, compact.
  * Caller frees. Parsing it again gives the same spec. */
 char *spec_canonical_json(const ccdl_spec *spec);
+
+/* Compare two canonical spec JSON texts, ignoring the top-level "checkpoint" object (where
+ * and how often to checkpoint does not change a run's results). Returns 0 if equal; else 1
+ * with key set to the dotted path of the first differing key ("schedule.epochs"), or -1 if
+ * either text is not a JSON object. */
+int spec_json_first_difference(const char *a, const char *b, char *key, size_t cap);
 
 /* Number of learning-rate phases (decays + 1). */
 static inline int spec_phase_count(const ccdl_spec *s) {

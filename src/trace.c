@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "h5util.h"
+
 /* ------------------------------------------------------------------ column tables */
 
 /* Adding a column: one field in the row struct (trace.h) and one line in its table. */
@@ -102,6 +104,16 @@ static const column_def phase_columns[] = {
         "constant consensus target of the phase (NaN if uncontrolled or adaptive)", 0),
 };
 
+/* Run history: every column is wallclock = 1, so traces of a run resumed any number of
+ * times compare equal to the uninterrupted run's (tests/compare_traces.py skips them). */
+static const column_def resume_columns[] = {
+    COL(trace_resume_row, step, COL_I64, "1", "first step run after resuming from a checkpoint",
+        1),
+    COL(trace_resume_row, ranks, COL_I32, "1", "MPI ranks of the resumed run", 1),
+    COL(trace_resume_row, unix_time, COL_F64, "s", "when the run resumed, seconds since 1970 (UTC)",
+        1),
+};
+
 #undef COL
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -114,7 +126,11 @@ typedef struct {
     hsize_t chunk_rows;
 } group_def;
 
-enum { GROUP_STEPS, GROUP_EPOCHS, GROUP_PHASES, N_GROUPS };
+enum { GROUP_STEPS, GROUP_EPOCHS, GROUP_PHASES, GROUP_RESUMES, N_GROUPS };
+_Static_assert((int)GROUP_STEPS == (int)TRACE_STEPS && (int)GROUP_EPOCHS == (int)TRACE_EPOCHS &&
+                   (int)GROUP_PHASES == (int)TRACE_PHASES &&
+                   (int)GROUP_RESUMES == (int)TRACE_RESULT_GROUPS,
+               "result groups come first, in trace.h's order");
 
 /* No compression: a compressed chunk changes size each time a flush rewrites it, lands at a
  * new address, and SWMR mode never reuses the old space. Flushing every 100 steps made a
@@ -126,6 +142,7 @@ static const group_def groups[N_GROUPS] = {
     /* epochs and phases: tens of rows; small chunks keep small files small */
     {"epochs", epoch_columns, COUNT_OF(epoch_columns), sizeof(trace_epoch_row), 64},
     {"phases", phase_columns, COUNT_OF(phase_columns), sizeof(trace_phase_row), 64},
+    {"resumes", resume_columns, COUNT_OF(resume_columns), sizeof(trace_resume_row), 64},
 };
 
 /* Print the column tables as Markdown (for docs/trace.md and `ccdl trace-columns`). */
@@ -146,27 +163,6 @@ void trace_print_reference(void) {
 
 /* ------------------------------------------------------------------ HDF5 helpers */
 
-/* HDF5's own stack printing would spray multi-line traces on stderr; we report one line. */
-static void quiet_hdf5(void) {
-    static int done = 0;
-    if (done) return;
-    /* a failure here only means HDF5 keeps printing; nothing else depends on it */
-    if (H5Eset_auto2(H5E_DEFAULT, NULL, NULL) >= 0) done = 1;
-}
-
-/* The innermost HDF5 error message (the most specific one), for the end of an error line. */
-static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    if (n == 0 && e->desc) snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
-
-static const char *h5_reason(char buf[256]) {
-    buf[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, buf);
-    H5Eclear2(H5E_DEFAULT);
-    if (!buf[0]) snprintf(buf, 256, "HDF5 error");
-    return buf;
-}
 
 static hid_t mem_type(col_kind k) {
     switch (k) {
@@ -184,54 +180,8 @@ static size_t kind_size(col_kind k) {
     return k == COL_I32 ? 4 : 8;
 }
 
-/* Scalar attribute writers; they return -1 on failure with the HDF5 stack left for
- * h5_reason. `create` = 0 overwrites an existing attribute. */
-static int attr_write_int(hid_t obj, const char *name, long value, int create) {
-    int ok = 0;
-    hid_t space = -1, attr = -1;
-    if (create) {
-        if ((space = H5Screate(H5S_SCALAR)) < 0) return -1;
-        attr = H5Acreate2(obj, name, H5T_NATIVE_INT, space, H5P_DEFAULT, H5P_DEFAULT);
-    } else {
-        attr = H5Aopen(obj, name, H5P_DEFAULT);
-    }
-    int v = (int)value;
-    if (attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT, &v) >= 0) ok = 1;
-    if (attr >= 0 && H5Aclose(attr) < 0) ok = 0;
-    if (space >= 0 && H5Sclose(space) < 0) ok = 0;
-    return ok ? 0 : -1;
-}
-
-/* Variable-length UTF-8: h5py returns these as str, and there is no length limit. */
-static hid_t vlen_string_type(void) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return -1;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return -1;
-    }
-    return t;
-}
-
-static int attr_write_string(hid_t obj, const char *name, const char *value, int create) {
-    int ok = 0;
-    hid_t space = -1, attr = -1, type = vlen_string_type();
-    if (type < 0) return -1;
-    if (create) {
-        if ((space = H5Screate(H5S_SCALAR)) >= 0)
-            attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    } else {
-        attr = H5Aopen(obj, name, H5P_DEFAULT);
-    }
-    const char *v = value ? value : "";
-    if (attr >= 0 && H5Awrite(attr, type, &v) >= 0) ok = 1;
-    if (attr >= 0 && H5Aclose(attr) < 0) ok = 0;
-    if (space >= 0 && H5Sclose(space) < 0) ok = 0;
-    if (H5Tclose(type) < 0) ok = 0;
-    return ok ? 0 : -1;
-}
-
 /* ------------------------------------------------------------------ the writer */
+
 
 typedef struct {
     hid_t group;
@@ -296,9 +246,9 @@ static hid_t create_column(hid_t group, const group_def *gd, const column_def *c
     if (H5Pset_chunk(dcpl, 1, &chunk) < 0) goto done;
     dset = H5Dcreate2(group, cd->name, mem_type(cd->kind), space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (dset < 0) goto done;
-    if (attr_write_string(dset, "units", cd->units, 1) < 0) goto done;
-    if (attr_write_string(dset, "description", cd->description, 1) < 0) goto done;
-    if (cd->wallclock && attr_write_int(dset, "wallclock", 1, 1) < 0) goto done;
+    if (h5_attr_write_string(dset, "units", cd->units, 1) < 0) goto done;
+    if (h5_attr_write_string(dset, "description", cd->description, 1) < 0) goto done;
+    if (cd->wallclock && h5_attr_write_int(dset, "wallclock", 1, 1) < 0) goto done;
     ok = 1;
 done:
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -310,17 +260,19 @@ done:
     return dset;
 }
 
-static int write_root_attrs(hid_t file, const trace_meta *meta) {
+/* created: the original creation time when a resume rewrites the file, else NULL (now). */
+static int write_root_attrs(hid_t file, const trace_meta *meta, const char *created_at) {
     char created[32];
     iso8601_utc_now(created);
-    if (attr_write_string(file, "ccdl_version", meta->version, 1) < 0) return -1;
-    if (attr_write_string(file, "spec", meta->spec_json, 1) < 0) return -1;
-    if (attr_write_int(file, "n", meta->n_workers, 1) < 0) return -1;
-    if (attr_write_int(file, "ranks", meta->ranks, 1) < 0) return -1;
-    if (attr_write_int(file, "threads", meta->threads, 1) < 0) return -1;
-    if (attr_write_string(file, "created", created, 1) < 0) return -1;
-    if (attr_write_int(file, "completed", 0, 1) < 0) return -1;
-    if (attr_write_string(file, "exit_reason", "running", 1) < 0) return -1;
+    if (created_at) snprintf(created, sizeof created, "%s", created_at);
+    if (h5_attr_write_string(file, "ccdl_version", meta->version, 1) < 0) return -1;
+    if (h5_attr_write_string(file, "spec", meta->spec_json, 1) < 0) return -1;
+    if (h5_attr_write_int(file, "n", meta->n_workers, 1) < 0) return -1;
+    if (h5_attr_write_int(file, "ranks", meta->ranks, 1) < 0) return -1;
+    if (h5_attr_write_int(file, "threads", meta->threads, 1) < 0) return -1;
+    if (h5_attr_write_string(file, "created", created, 1) < 0) return -1;
+    if (h5_attr_write_int(file, "completed", 0, 1) < 0) return -1;
+    if (h5_attr_write_string(file, "exit_reason", "running", 1) < 0) return -1;
     return 0;
 }
 
@@ -349,10 +301,10 @@ static int open_handles(trace *t) {
     return 0;
 }
 
-trace *trace_create(const char *path, const trace_meta *meta, ccdl_error *err) {
-    static const trace_meta no_meta = {0};
-    if (!meta) meta = &no_meta;
-    quiet_hdf5();
+/* Create path (truncating it) with every group and column, empty. */
+static trace *create_file(const char *path, const trace_meta *meta, const char *created_at,
+                          ccdl_error *err) {
+    h5_quiet();
     char why[256];
     /* An open(2) first gives the user the real reason (ENOENT, EACCES, EISDIR...) that the
      * HDF5 error stack would bury; H5Fcreate then truncates the empty file. */
@@ -385,7 +337,7 @@ trace *trace_create(const char *path, const trace_meta *meta, ccdl_error *err) {
     if (t->file < 0) goto fail;
 
     stage = "cannot write root attributes";
-    if (write_root_attrs(t->file, meta) < 0) goto fail;
+    if (write_root_attrs(t->file, meta, created_at) < 0) goto fail;
 
     for (int gi = 0; gi < N_GROUPS; gi++) {
         stage = "cannot create groups and columns";
@@ -410,6 +362,11 @@ fail:
     return NULL;
 }
 
+trace *trace_create(const char *path, const trace_meta *meta, ccdl_error *err) {
+    static const trace_meta no_meta = {0};
+    return create_file(path, meta ? meta : &no_meta, NULL, err);
+}
+
 /* ------------------------------------------------------------------ appending */
 
 static void append_row(group_state *gs, size_t row_size, const void *row) {
@@ -429,6 +386,14 @@ void trace_append_epoch(trace *t, const trace_epoch_row *row) {
 }
 void trace_append_phase(trace *t, const trace_phase_row *row) {
     if (t) append_row(&t->g[GROUP_PHASES], sizeof *row, row);
+}
+void trace_append_resume(trace *t, const trace_resume_row *row) {
+    if (t) append_row(&t->g[GROUP_RESUMES], sizeof *row, row);
+}
+
+void trace_row_counts(const trace *t, int64_t rows[TRACE_RESULT_GROUPS]) {
+    for (int gi = 0; gi < TRACE_RESULT_GROUPS; gi++)
+        rows[gi] = t ? (int64_t)(t->g[gi].in_file + t->g[gi].n_rows) : 0;
 }
 
 /* Extend one column by n rows and write them (gathered from the row buffer into scratch). */
@@ -546,9 +511,9 @@ int trace_close(trace **tp, int completed, const char *exit_reason, ccdl_error *
                        h5_reason(why));
     } else {
         /* exit_reason on disk first, so that completed = 1 always comes with its reason */
-        if (attr_write_string(file, "exit_reason", exit_reason, 0) < 0 ||
+        if (h5_attr_write_string(file, "exit_reason", exit_reason, 0) < 0 ||
             H5Fflush(file, H5F_SCOPE_LOCAL) < 0 ||
-            attr_write_int(file, "completed", completed ? 1 : 0, 0) < 0)
+            h5_attr_write_int(file, "completed", completed ? 1 : 0, 0) < 0)
             rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot write completion attributes (%s)",
                            t->path, h5_reason(why));
         if (H5Fclose(file) < 0 && rc == 0)
@@ -564,7 +529,7 @@ int trace_close(trace **tp, int completed, const char *exit_reason, ccdl_error *
  * was killed (its superblock still says "open for SWMR write"); plain read-only for files
  * written without SWMR. Error names the file. */
 static hid_t open_for_reading(const char *path, ccdl_error *err) {
-    quiet_hdf5();
+    h5_quiet();
     struct stat st;
     if (stat(path, &st) != 0)
         return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
@@ -648,86 +613,14 @@ done:
     return rc;
 }
 
-/* Open root attribute `name` or fail with a line naming file and attribute. */
-static hid_t open_root_attr(hid_t file, const char *path, const char *name, ccdl_error *err) {
-    htri_t exists = H5Aexists(file, name);
-    if (exists <= 0) {
-        H5Eclear2(H5E_DEFAULT);
-        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: no attribute %s", path, name);
-    }
-    char why[256];
-    hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
-    if (attr < 0)
-        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot open attribute %s (%s)", path, name,
-                         h5_reason(why));
-    /* the readers return one value; an array attribute would overrun it */
-    hid_t space = H5Aget_space(attr);
-    hssize_t points = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    if (space >= 0) H5Sclose(space);
-    if (points != 1) {
-        H5Aclose(attr);
-        H5Eclear2(H5E_DEFAULT);
-        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: attribute %s is not a single value", path, name);
-    }
-    return attr;
-}
+
 
 int trace_read_attr_string(const char *path, const char *name, char **out, ccdl_error *err) {
     *out = NULL;
     hid_t file = open_for_reading(path, err);
     if (file < 0) return -1;
-    char why[256];
-    int rc = -1;
-    hid_t attr = -1, ftype = -1, mtype = -1;
-    if ((attr = open_root_attr(file, path, name, err)) < 0) goto done;
-    if ((ftype = H5Aget_type(attr)) < 0) {
-        ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot inspect attribute %s (%s)", path, name,
-                  h5_reason(why));
-        goto done;
-    }
-    if (H5Tget_class(ftype) != H5T_STRING) {
-        ccdl_fail(err, CCDL_ERR_INPUT, "%s: attribute %s is not a string", path, name);
-        goto done;
-    }
-    htri_t is_vlen = H5Tis_variable_str(ftype);
-    if (is_vlen < 0 || (mtype = H5Tcopy(ftype)) < 0) {
-        ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot inspect attribute %s (%s)", path, name,
-                  h5_reason(why));
-        goto done;
-    }
-    if (is_vlen) {
-        char *s = NULL;
-        if (H5Aread(attr, mtype, &s) < 0) {
-            ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot read attribute %s (%s)", path, name,
-                      h5_reason(why));
-            goto done;
-        }
-        *out = xstrdup(s ? s : "");
-        /* the library allocated s; give it back through the library's allocator */
-        hid_t space = H5Aget_space(attr);
-        if (space >= 0) {
-            H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, &s);
-            H5Sclose(space);
-        }
-    } else {
-        /* fixed length: may lack a terminator, so read into one byte more */
-        size_t size = H5Tget_size(ftype);
-        char *s = xcalloc(size + 1, 1);
-        if (size == 0 || H5Aread(attr, mtype, s) < 0) {
-            free(s);
-            ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot read attribute %s (%s)", path, name,
-                      h5_reason(why));
-            goto done;
-        }
-        *out = s;
-    }
-    rc = 0;
-done:
-    if (mtype >= 0) H5Tclose(mtype);
-    if (ftype >= 0) H5Tclose(ftype);
-    if (attr >= 0) H5Aclose(attr);
+    int rc = h5_attr_read_string(file, path, name, out, err);
     H5Fclose(file);
-    H5Eclear2(H5E_DEFAULT);
     return rc;
 }
 
@@ -738,7 +631,7 @@ int trace_read_attr_int(const char *path, const char *name, long *out, ccdl_erro
     char why[256];
     int rc = -1;
     hid_t attr = -1, ftype = -1;
-    if ((attr = open_root_attr(file, path, name, err)) < 0) goto done;
+    if ((attr = h5_open_attr(file, path, name, err)) < 0) goto done;
     if ((ftype = H5Aget_type(attr)) < 0) {
         ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot inspect attribute %s (%s)", path, name,
                   h5_reason(why));
@@ -762,4 +655,129 @@ done:
     H5Fclose(file);
     H5Eclear2(H5E_DEFAULT);
     return rc;
+}
+
+/* ------------------------------------------------------------------ resuming */
+
+/* The first n rows of column cd of an open trace, scattered into the group's row buffer. */
+static int read_rows(trace *t, hid_t file, const char *path, int gi, const column_def *cd,
+                     hsize_t n, ccdl_error *err) {
+    const group_def *gd = &groups[gi];
+    char dpath[256], why[256];
+    snprintf(dpath, sizeof dpath, "/%s/%s", gd->name, cd->name);
+    hid_t dset = -1, space = -1, mspace = -1;
+    int rc = -1;
+    hsize_t len = 0, start = 0;
+    if (H5Lexists(file, dpath, H5P_DEFAULT) <= 0) {
+        ccdl_fail(err, CCDL_ERR_INPUT, "%s: no column %s: not a ccdl trace of this version", path,
+                  dpath);
+        goto done;
+    }
+    if ((dset = H5Dopen2(file, dpath, H5P_DEFAULT)) < 0 || (space = H5Dget_space(dset)) < 0 ||
+        H5Sget_simple_extent_ndims(space) != 1 || H5Sget_simple_extent_dims(space, &len, NULL) < 0) {
+        ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s is not a trace column (%s)", path, dpath,
+                  h5_reason(why));
+        goto done;
+    }
+    if (len < n) {
+        ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s has %llu rows, the checkpoint needs %llu", path,
+                  dpath, (unsigned long long)len, (unsigned long long)n);
+        goto done;
+    }
+    if (n == 0) {
+        rc = 0;
+        goto done;
+    }
+    size_t esize = kind_size(cd->kind);
+    if (t->scratch_bytes < n * esize) {
+        t->scratch_bytes = n * esize;
+        t->scratch = xrealloc(t->scratch, t->scratch_bytes);
+    }
+    if (H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &n, NULL) < 0 ||
+        (mspace = H5Screate_simple(1, &n, NULL)) < 0 ||
+        H5Dread(dset, mem_type(cd->kind), mspace, space, H5P_DEFAULT, t->scratch) < 0) {
+        ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot read %s (%s)", path, dpath, h5_reason(why));
+        goto done;
+    }
+    group_state *gs = &t->g[gi];
+    for (hsize_t i = 0; i < n; i++)
+        memcpy(gs->rows + i * gd->row_size + cd->offset, (char *)t->scratch + i * esize, esize);
+    rc = 0;
+done:
+    if (mspace >= 0) H5Sclose(mspace);
+    if (space >= 0) H5Sclose(space);
+    if (dset >= 0) H5Dclose(dset);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
+/* Rows of an existing group (its first column's length; 0 if the group is missing). */
+static hsize_t group_rows(hid_t file, int gi) {
+    char dpath[256];
+    snprintf(dpath, sizeof dpath, "/%s/%s", groups[gi].name, groups[gi].columns[0].name);
+    hsize_t len = 0;
+    if (H5Lexists(file, dpath, H5P_DEFAULT) > 0) {
+        hid_t dset = H5Dopen2(file, dpath, H5P_DEFAULT);
+        hid_t space = dset >= 0 ? H5Dget_space(dset) : -1;
+        if (space < 0 || H5Sget_simple_extent_dims(space, &len, NULL) < 0) len = 0;
+        if (space >= 0) H5Sclose(space);
+        if (dset >= 0) H5Dclose(dset);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return len;
+}
+
+trace *trace_resume(const char *path, const trace_meta *meta,
+                    const int64_t rows[TRACE_RESULT_GROUPS], ccdl_error *err) {
+    hid_t old = open_for_reading(path, err);
+    if (old < 0) {
+        err->kind = CCDL_ERR_INPUT;
+        return NULL;
+    }
+    char *spec = NULL, *created = NULL, tmp[1100];
+    trace *t = NULL;
+    if (h5_attr_read_string(old, path, "spec", &spec, err) ||
+        h5_attr_read_string(old, path, "created", &created, err))
+        goto fail;
+    if (strcmp(spec, meta->spec_json) != 0) {
+        ccdl_fail(err, CCDL_ERR_INPUT,
+                  "%s: the trace belongs to another spec than the checkpoint; not resuming", path);
+        goto fail;
+    }
+    /* the copy goes beside the trace, so the rename stays on one file system */
+    snprintf(tmp, sizeof tmp, "%s.resume-tmp", path);
+    if (!(t = create_file(tmp, meta, created, err))) goto fail;
+    for (int gi = 0; gi < N_GROUPS; gi++) {
+        const group_def *gd = &groups[gi];
+        group_state *gs = &t->g[gi];
+        hsize_t n = gi < TRACE_RESULT_GROUPS ? (hsize_t)rows[gi] : group_rows(old, gi);
+        gs->cap_rows = n ? n : 1;
+        gs->rows = xrealloc(gs->rows, gs->cap_rows * gd->row_size);
+        memset(gs->rows, 0, gs->cap_rows * gd->row_size);
+        for (size_t c = 0; c < gd->n_columns; c++)
+            if (read_rows(t, old, path, gi, &gd->columns[c], n, err)) goto fail;
+        gs->n_rows = n;
+    }
+    H5Fclose(old);
+    old = -1;
+    if (trace_flush(t, err)) goto fail;
+    if (rename(tmp, path) != 0) {
+        ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot replace the trace: %s", path, strerror(errno));
+        goto fail;
+    }
+    free(t->path);
+    t->path = xstrdup(path);
+    free(spec);
+    free(created);
+    return t;
+fail:
+    if (old >= 0) H5Fclose(old);
+    if (t) {
+        unlink(tmp);
+        free_trace(t);
+    }
+    free(spec);
+    free(created);
+    H5Eclear2(H5E_DEFAULT);
+    return NULL;
 }

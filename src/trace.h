@@ -4,6 +4,7 @@
  *   /steps/<column>   one row per training step
  *   /epochs/<column>  one row per epoch
  *   /phases/<column>  one row per learning-rate phase
+ *   /resumes/<column> one row per resume from a checkpoint (run history, wallclock = 1)
  *
  * Only rank 0 writes (plain HDF5 calls, no MPI-IO). The file is written in SWMR mode so that
  * a run killed at any moment leaves a file h5py can read, holding every row up to the last
@@ -64,6 +65,16 @@ typedef struct {
     double target;        /* constant target of the phase (NaN if none) */
 } trace_phase_row;
 
+typedef struct {
+    int64_t step;     /* first step run after the resume */
+    int32_t ranks;    /* MPI ranks of the resumed run */
+    double unix_time; /* when it resumed, seconds since 1970 */
+} trace_resume_row;
+
+/* The groups of result rows, in the order of row counts passed around (trace_row_counts,
+ * trace_resume); /resumes is history and is never cut back. */
+enum { TRACE_STEPS, TRACE_EPOCHS, TRACE_PHASES, TRACE_RESULT_GROUPS };
+
 typedef struct trace trace;
 
 /* Create (truncate) path; root attrs written with completed = 0. NULL + err on failure. */
@@ -72,6 +83,18 @@ trace *trace_create(const char *path, const trace_meta *meta, ccdl_error *err);
 void trace_append_step(trace *t, const trace_step_row *row);
 void trace_append_epoch(trace *t, const trace_epoch_row *row);
 void trace_append_phase(trace *t, const trace_phase_row *row);
+void trace_append_resume(trace *t, const trace_resume_row *row);
+/* Rows of each result group so far (written and buffered). */
+void trace_row_counts(const trace *t, int64_t rows[TRACE_RESULT_GROUPS]);
+
+/* Continue the trace at path after a resume: it must be a trace of meta->spec_json holding
+ * at least rows[g] rows of each result group. Its first rows[g] rows (and every /resumes
+ * row) are copied into a new file with the same root attributes, completed = 0 and
+ * exit_reason "running", which then replaces path atomically (rename): a crash meanwhile
+ * leaves the old trace as it was. Later appends continue after those rows. NULL + err
+ * (CCDL_ERR_INPUT naming the file) if the trace is missing, foreign or too short. */
+trace *trace_resume(const char *path, const trace_meta *meta,
+                    const int64_t rows[TRACE_RESULT_GROUPS], ccdl_error *err);
 /* Write buffered rows to the file and flush it to disk. */
 int trace_flush(trace *t, ccdl_error *err);
 /* Flush, set completed (0/1) and exit_reason, close, free; *t = NULL. NULL-safe. */

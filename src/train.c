@@ -4,18 +4,26 @@
  * object (shared activations, separate flat parameter/gradient/momentum buffers). After the
  * local steps the communication policy mixes the parameters, the consensus distance is
  * measured, and rank 0 appends the step's row to the trace. No policy logic lives here
- * beyond choosing the call for the spec's communication mode. */
+ * beyond choosing the call for the spec's communication mode.
+ *
+ * Resumability: per-worker buffers live in the worker-state registry, every other scalar
+ * that a run carries from step to step in run_progress (progress.h). Checkpoints are taken
+ * at step boundaries only (periodically, and when SIGTERM, SIGINT or SIGUSR1 arrived on any
+ * rank), so a resumed run repeats exactly the steps the stopped one had not finished. */
 #include "train.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
+#include "collective.h"
 #include "config.h"
 #include "consensus.h"
 #include "control.h"
@@ -24,36 +32,15 @@
 #include "layout.h"
 #include "model.h"
 #include "optim.h"
+#include "progress.h"
 #include "reduce.h"
+#include "reference.h"
 #include "sampler.h"
 #include "schedule.h"
 #include "trace.h"
+#include "worker_state.h"
 
 #define EVAL_BATCH 500
-
-/* ---------------------------------------------------------------- errors across ranks */
-
-/* Collective: agree whether any rank failed; the lowest failing rank's message is sent to
- * all, so every rank returns the same error and rank 0 can print it. */
-static int agree(int rc, ccdl_error *err, MPI_Comm comm) {
-    int rank;
-    MPI_Comm_rank(comm, &rank);
-    int mine = rc ? rank : INT_MAX, first;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (first == INT_MAX) return 0;
-    struct {
-        int kind;
-        char text[sizeof err->text];
-    } msg;
-    if (rank == first) {
-        msg.kind = err->kind;
-        memcpy(msg.text, err->text, sizeof msg.text);
-    }
-    MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, first, comm);
-    err->kind = (ccdl_err_kind)msg.kind;
-    memcpy(err->text, msg.text, sizeof msg.text);
-    return -1;
-}
 
 /* ---------------------------------------------------------------- run state */
 
@@ -65,13 +52,8 @@ typedef struct {
     sampler samp;
     model *net;
     size_t d;          /* parameters per worker */
-    size_t d_state;    /* batch-norm running statistics per worker (never gossiped) */
-    float **params;    /* [per_rank][d] (gossip swaps these pointers) */
-    float **grads;     /* [per_rank][d] */
-    float **opt_m;     /* [per_rank][d] momentum (SGD) or first moment (Adam) */
-    float **opt_v;     /* [per_rank][d] Adam second moment, NULL for SGD */
-    float **state;     /* [per_rank][d_state] */
-    float *mean_state; /* [d_state] average over workers, for evaluating xbar */
+    worker_state ws;   /* every per-worker buffer */
+    model_buffers mb;  /* handles of the model's buffers in ws */
     float *decay_mask; /* [d] or NULL: which parameters get weight decay */
     optimizer opt;
     float *batch_x; /* (max batch, C, H, W) */
@@ -81,6 +63,10 @@ typedef struct {
     control ctl;
     gossip *gsp;
     trace *tr;
+    run_progress prog;  /* every resumable scalar */
+    char *spec_json;    /* canonical spec */
+    char ckpt_path[1100];
+    double last_ckpt_s; /* wall_seconds() of the last checkpoint (or of the start) */
 } run_state;
 
 static int max_batch_of(const ccdl_spec *s) {
@@ -131,6 +117,11 @@ static int setup_checked(run_state *r, const char *trace_path, ccdl_error *err) 
     MPI_Comm_rank(r->comm, &rank);
     if (layout_init(&r->lay, s->workers, ranks, rank, err)) return -1;
     if (check_output_path(trace_path, err)) return -1;
+    if (s->checkpoint.path[0])
+        snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s", s->checkpoint.path);
+    else
+        checkpoint_default_path(trace_path, r->ckpt_path, sizeof r->ckpt_path);
+    if (s->checkpoint.path[0] && check_output_path(r->ckpt_path, err)) return -1;
     if (setup_data(r, err)) return -1;
     model_config mc = s->model;
     mc.in_channels = r->train.channels;
@@ -140,44 +131,31 @@ static int setup_checked(run_state *r, const char *trace_path, ccdl_error *err) 
     r->net = model_create(&mc, max_batch_of(s), err);
     /* build the training primitives now, so a oneDNN failure stops us before the trace */
     if (!r->net || model_prepare(r->net, s->schedule.local_batch, 1, err)) return -1;
-    char *canon = spec_canonical_json(s);
-    int rc = control_init(&r->ctl, s, canon, err);
-    free(canon);
-    return rc;
+    r->spec_json = spec_canonical_json(s);
+    double targets[SPEC_MAX_DECAYS + 1];
+    if (reference_phase_targets(s, r->spec_json, targets, err)) return -1;
+    control_init(&r->ctl, s, targets);
+    return 0;
 }
 
-static float **alloc_per_worker(int per, size_t count) {
-    float **v = xcalloc((size_t)per, sizeof(float *));
-    for (int w = 0; w < per; w++) v[w] = xalloc_floats(count);
-    return v;
-}
-
+/* Every per-worker buffer is declared by its owner: the model its parameters, gradients
+ * and batch-norm statistics, the optimizer its moments. */
 static void setup_buffers(run_state *r) {
     const ccdl_spec *s = r->spec;
-    const int per = r->lay.per_rank, adam = strcmp(s->optimizer.kind, "adam") == 0;
+    worker_state_init(&r->ws, r->lay.per_rank);
     r->d = model_param_count(r->net);
-    r->d_state = model_state_count(r->net);
-    r->params = alloc_per_worker(per, r->d);
-    r->grads = alloc_per_worker(per, r->d);
-    r->opt_m = alloc_per_worker(per, r->d);
-    r->opt_v = adam ? alloc_per_worker(per, r->d) : NULL;
-    r->state = alloc_per_worker(per, r->d_state);
-    r->mean_state = xalloc_floats(r->d_state);
-    for (int w = 0; w < per; w++) {
-        /* all workers start from the same model */
-        model_init_params(r->net, r->params[w], (uint64_t)s->seed);
-        model_init_state(r->net, r->state[w]);
-    }
+    model_declare_buffers(r->net, &r->ws, (uint64_t)s->seed, &r->mb);
     if (!s->optimizer.bn_weight_decay) {
         r->decay_mask = xalloc_floats(r->d);
         model_weight_decay_mask(r->net, 1, r->decay_mask);
     }
-    r->opt.adam = adam;
+    r->opt.adam = strcmp(s->optimizer.kind, "adam") == 0;
     r->opt.sgd = (sgd_config){(float)s->optimizer.momentum, s->optimizer.nesterov,
                               (float)s->optimizer.weight_decay};
     r->opt.adam_cfg = (adam_config){(float)s->optimizer.beta1, (float)s->optimizer.beta2,
                                     (float)s->optimizer.eps, (float)s->optimizer.weight_decay};
     r->opt.decay_mask = r->decay_mask;
+    optimizer_declare(&r->opt, &r->ws, r->d);
     size_t sample = (size_t)r->train.channels * r->train.height * r->train.width;
     r->batch_x = xalloc_floats(sample * (size_t)max_batch_of(s));
     r->batch_y = xmalloc(sizeof(int32_t) * (size_t)max_batch_of(s));
@@ -189,31 +167,90 @@ static void setup_buffers(run_state *r) {
         topology t = {(topology_kind)s->topology.kind, s->workers, (uint64_t)s->seed};
         r->gsp = gossip_create(&r->lay, &t, r->d, r->comm);
     }
-}
-
-static void free_per_worker(float **v, int per) {
-    for (int w = 0; v && w < per; w++) free(v[w]);
-    free(v);
+    progress_init(&r->prog);
 }
 
 static void teardown(run_state *r) {
-    /* gossip owns the buffers it swapped out; free ours first, then its */
-    int per = r->lay.per_rank;
-    free_per_worker(r->params, per);
-    free_per_worker(r->grads, per);
-    free_per_worker(r->opt_m, per);
-    free_per_worker(r->opt_v, per);
-    free_per_worker(r->state, per);
+    /* gossip owns the buffers it swapped out; free the registry's first, then its */
+    worker_state_free(&r->ws);
     gossip_destroy(&r->gsp);
-    free(r->mean_state);
     free(r->decay_mask);
     free(r->batch_x);
     free(r->batch_y);
+    free(r->spec_json);
     if (r->cons.mean) consensus_free(&r->cons);
     model_destroy(&r->net);
     sampler_free(&r->samp);
     dataset_free(&r->train);
     dataset_free(&r->test);
+}
+
+/* ---------------------------------------------------------------- stop signals */
+
+/* The signal that asked us to stop (0: none). Set by the handler, read at step boundaries. */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) {
+    stop_signal = sig;
+}
+
+static const int stop_signals[] = {SIGTERM, SIGINT, SIGUSR1};
+#define N_STOP_SIGNALS 3
+
+static void catch_stop_signals(struct sigaction old[N_STOP_SIGNALS]) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* MPI and HDF5 calls go on; we stop at the next boundary */
+    stop_signal = 0;
+    for (int k = 0; k < N_STOP_SIGNALS; k++) sigaction(stop_signals[k], &sa, &old[k]);
+}
+
+static void restore_signals(const struct sigaction old[N_STOP_SIGNALS]) {
+    for (int k = 0; k < N_STOP_SIGNALS; k++) sigaction(stop_signals[k], &old[k], NULL);
+}
+
+static const char *signal_name(int sig) {
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
+}
+
+/* Tests stop runs at exact points: CCDL_TEST_SIGNAL="TERM@12,KILL@40" makes rank 0 raise
+ * SIGTERM (SIGKILL, SIGINT, SIGUSR1) to itself in the middle of step 12 (after the local
+ * compute, before the step's communication). Read once per run. */
+#define MAX_TEST_SIGNALS 16
+typedef struct {
+    int count;
+    int sig[MAX_TEST_SIGNALS];
+    int64_t step[MAX_TEST_SIGNALS];
+} test_signals;
+
+static void parse_test_signals(test_signals *t) {
+    memset(t, 0, sizeof *t);
+    const char *env = getenv("CCDL_TEST_SIGNAL");
+    if (!env) return;
+    static const struct {
+        const char *name;
+        int sig;
+    } names[] = {{"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT}, {"USR1", SIGUSR1}};
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", env);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && t->count < MAX_TEST_SIGNALS;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *at = strchr(tok, '@');
+        if (!at) continue;
+        *at = '\0';
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+            if (strcmp(tok, names[k].name) == 0) {
+                t->sig[t->count] = names[k].sig;
+                t->step[t->count++] = strtoll(at + 1, NULL, 10);
+            }
+    }
+}
+
+static void maybe_raise_test_signal(const test_signals *t, int rank, int64_t step) {
+    for (int k = 0; rank == 0 && k < t->count; k++)
+        if (t->step[k] == step) raise(t->sig[k]);
 }
 
 /* ---------------------------------------------------------------- one step */
@@ -224,29 +261,32 @@ typedef struct {
     double compute_s, comm_s;
 } step_result;
 
-static step_result train_step(run_state *r, int64_t step_in_epoch, int64_t step, int phase) {
+static step_result train_step(run_state *r, int64_t step_in_epoch, int64_t step, int phase,
+                              const test_signals *ts) {
     const ccdl_spec *s = r->spec;
     const int per = r->lay.per_rank, b = s->schedule.local_batch;
     const float lr = (float)schedule_lr(&r->sched, step);
+    float **params = worker_state_buffers(&r->ws, r->mb.params);
+    float **grads = worker_state_buffers(&r->ws, r->mb.grads);
+    float **state = worker_state_buffers(&r->ws, r->mb.state);
     double loss[per], gnorm[per];
     step_result res = {0};
     double t0 = wall_seconds();
     for (int w = 0; w < per; w++) {
         sampler_batch(&r->samp, w, step_in_epoch, r->batch_x, r->batch_y);
-        loss[w] = model_forward_backward(r->net, r->params[w], r->state[w], r->grads[w], r->batch_x,
+        loss[w] = model_forward_backward(r->net, params[w], state[w], grads[w], r->batch_x,
                                          r->batch_y, b);
-        gnorm[w] = vector_norm(r->grads[w], r->d);
-        optimizer_step(&r->opt, lr, step + 1, r->params[w], r->grads[w], r->opt_m[w],
-                       r->opt_v ? r->opt_v[w] : NULL, r->d);
+        gnorm[w] = vector_norm(grads[w], r->d);
+        optimizer_step(&r->opt, lr, step + 1, w, params[w], grads[w], r->d);
     }
     double t1 = wall_seconds();
     res.loss = reduce_sum_scalars(&r->lay, r->comm, loss) / s->workers;
     res.grad_norm = reduce_sum_scalars(&r->lay, r->comm, gnorm) / s->workers;
-    control_communicate(&r->ctl, phase, step, res.grad_norm, r->params, r->gsp, &r->cons,
-                        &res.comm);
+    maybe_raise_test_signal(ts, r->lay.rank, step);
+    control_communicate(&r->ctl, &r->prog.control, phase, step, res.grad_norm, params, r->gsp,
+                        &r->cons, &res.comm);
     res.xi = res.comm.xi; /* measured by exact control already, else measured now */
-    if (isnan(res.xi) && s->trace.measure_xi)
-        res.xi = consensus_distance_exact(&r->cons, r->params);
+    if (isnan(res.xi) && s->trace.measure_xi) res.xi = consensus_distance_exact(&r->cons, params);
     res.compute_s = t1 - t0;
     res.comm_s = wall_seconds() - t1;
     return res;
@@ -275,16 +315,18 @@ static void evaluate_slice(run_state *r, const float *params, const float *state
  * ranks while every sum stays canonical. */
 static eval_result evaluate(run_state *r) {
     const int per = r->lay.per_rank, n = r->lay.n;
-    reduce_mean_vectors(&r->lay, r->comm, r->params, r->d, r->cons.mean, r->cons.scratch);
-    if (r->d_state)
-        reduce_mean_vectors(&r->lay, r->comm, r->state, r->d_state, r->mean_state, r->cons.scratch);
+    worker_state_average(&r->ws, &r->lay, r->comm);
+    float **params = worker_state_buffers(&r->ws, r->mb.params);
+    float **state = worker_state_buffers(&r->ws, r->mb.state);
+    const float *mean_params = r->ws.buf[r->mb.params].mean;
+    const float *mean_state = r->ws.buf[r->mb.state].mean;
     double loss_sum[per], correct[per], own_correct[per];
     for (int w = 0; w < per; w++) {
         int64_t i = r->lay.first + w;
         int64_t lo = i * r->test.count / n, hi = (i + 1) * r->test.count / n, ok = 0, own = 0;
         double ls = 0, own_ls = 0;
-        evaluate_slice(r, r->cons.mean, r->mean_state, lo, hi, &ls, &ok);
-        evaluate_slice(r, r->params[w], r->state[w], lo, hi, &own_ls, &own);
+        evaluate_slice(r, mean_params, mean_state, lo, hi, &ls, &ok);
+        evaluate_slice(r, params[w], state[w], lo, hi, &own_ls, &own);
         loss_sum[w] = ls, correct[w] = (double)ok, own_correct[w] = (double)own;
     }
     eval_result e;
@@ -306,14 +348,6 @@ static void print_progress(const run_state *r, int epoch, double lr, double trai
             "eta %.1fs\n",
             r->spec->name, epoch + 1, epochs, lr, train_loss, test_acc, xi, elapsed, eta);
 }
-
-/* Per-phase accumulators for the /phases row. */
-typedef struct {
-    int phase;
-    double max_xi; /* NaN until a step measures Xi */
-    double rounds;
-    int64_t steps, capped;
-} phase_stats;
 
 static void phase_begin(phase_stats *p, int phase) {
     p->phase = phase;
@@ -346,70 +380,129 @@ static void phase_end(run_state *r, const phase_stats *p) {
                 r->spec->communication.control.max_rounds);
 }
 
+/* ---------------------------------------------------------------- checkpoints */
+
+/* Collective: flush the trace (rank 0), then write every checkpointed buffer and the
+ * progress, whose trace row counts and wall time are rank 0's. */
+static int save_checkpoint(run_state *r, double start, ccdl_error *err) {
+    int rc = r->lay.rank == 0 ? trace_flush(r->tr, err) : 0;
+    if (agree(rc, err, r->comm)) return -1;
+    run_progress *p = &r->prog;
+    if (r->lay.rank == 0) {
+        trace_row_counts(r->tr, p->trace_rows);
+        p->elapsed_s = wall_seconds() - start;
+    }
+    MPI_Bcast(p->trace_rows, TRACE_RESULT_GROUPS, MPI_INT64_T, 0, r->comm);
+    MPI_Bcast(&p->elapsed_s, 1, MPI_DOUBLE, 0, r->comm);
+    rc = checkpoint_write(r->ckpt_path, r->spec_json, &r->ws, &r->lay, r->comm, p, err);
+    r->last_ckpt_s = wall_seconds();
+    return rc;
+}
+
+/* Collective, at a step boundary: the stop signal any rank got (0: none), and whether the
+ * wall-clock interval is due (rank 0's clock decides for all). */
+static void boundary_flags(run_state *r, int *sig, int *time_due) {
+    double minutes = r->spec->checkpoint.every_minutes;
+    int mine[2] = {stop_signal, 0}, all[2];
+    if (r->lay.rank == 0 && minutes > 0)
+        mine[1] = wall_seconds() - r->last_ckpt_s >= minutes * 60;
+    MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, r->comm);
+    *sig = all[0];
+    *time_due = all[1];
+}
+
+/* ---------------------------------------------------------------- the loop */
+
+/* 0: finished. -1 + err: failed (CCDL_ERR_RUNTIME) or stopped by a signal after a
+ * checkpoint (CCDL_ERR_STOPPED). Same result on every rank. */
 static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
     const ccdl_spec *s = r->spec;
     const int rank0 = r->lay.rank == 0;
-    const int64_t steps = r->sched.steps_per_epoch;
-    phase_stats ph;
-    phase_begin(&ph, 1);
-    double start = wall_seconds();
-    for (int epoch = 0; epoch < s->schedule.epochs; epoch++) {
-        sampler_epoch(&r->samp, epoch);
-        double loss_sum = 0, xi_sum = 0, lr = 0;
-        for (int64_t k = 0; k < steps; k++) {
-            int64_t step = (int64_t)epoch * steps + k;
-            int phase = schedule_phase(&r->sched, step);
-            if (phase != ph.phase) {
-                if (rank0) phase_end(r, &ph);
-                phase_begin(&ph, phase);
-            }
-            lr = schedule_lr(&r->sched, step);
-            step_result res = train_step(r, k, step, phase);
-            loss_sum += res.loss;
-            xi_sum += res.xi;
-            phase_add(&ph, &res);
-            if (!isfinite(res.loss)) {
-                ccdl_fail(err, CCDL_ERR_RUNTIME, "training diverged at step %lld (loss %g)",
-                          (long long)step, res.loss);
-                return -1;
-            }
-            if (rank0) {
-                if (res.comm.capped && ph.capped == 1)
-                    fprintf(stderr,
-                            "ccdl: warning: step %lld: %d gossip rounds left the consensus "
-                            "distance above the target %.4g\n",
-                            (long long)step, res.comm.rounds, res.comm.target);
-                trace_step_row row = {step,
-                                      epoch,
-                                      phase,
-                                      lr,
-                                      res.loss,
-                                      res.grad_norm,
-                                      res.xi,
-                                      res.comm.theta,
-                                      res.comm.target,
-                                      res.comm.policy,
-                                      res.comm.rounds,
-                                      res.comm.capped,
-                                      res.compute_s,
-                                      res.comm_s};
-                trace_append_step(r->tr, &row);
-            }
+    const int64_t steps = r->sched.steps_per_epoch, total = steps * s->schedule.epochs;
+    run_progress *p = &r->prog;
+    test_signals ts;
+    parse_test_signals(&ts);
+    const double start = wall_seconds() - p->elapsed_s;
+    r->last_ckpt_s = wall_seconds();
+    const int64_t first = p->step;
+    for (int64_t step = first; step < total; step++) {
+        const int epoch = (int)(step / steps);
+        const int64_t k = step % steps;
+        if (k == 0 || step == first) sampler_seek(&r->samp, epoch, k);
+        int phase = schedule_phase(&r->sched, step);
+        if (phase != p->phase.phase) {
+            if (rank0) phase_end(r, &p->phase);
+            phase_begin(&p->phase, phase);
         }
-        eval_result ev = evaluate(r);
-        double elapsed = wall_seconds() - start;
+        double lr = schedule_lr(&r->sched, step);
+        step_result res = train_step(r, k, step, phase, &ts);
+        p->epoch_loss_sum += res.loss;
+        p->epoch_xi_sum += res.xi;
+        phase_add(&p->phase, &res);
+        if (!isfinite(res.loss))
+            return ccdl_fail(err, CCDL_ERR_RUNTIME, "training diverged at step %lld (loss %g)",
+                             (long long)step, res.loss);
         if (rank0) {
-            trace_epoch_row erow = {
-                epoch,          loss_sum / steps, ev.test_loss,      ev.test_acc,
-                xi_sum / steps, elapsed,          ev.worker_test_acc};
-            trace_append_epoch(r->tr, &erow);
-            if (epoch == s->schedule.epochs - 1) phase_end(r, &ph);
-            if (trace_flush(r->tr, err)) return -1;
-            if (!opt->quiet)
-                print_progress(r, epoch, lr, loss_sum / steps, ev.test_acc, xi_sum / steps,
-                               elapsed);
+            if (res.comm.capped && p->phase.capped == 1)
+                fprintf(stderr,
+                        "ccdl: warning: step %lld: %d gossip rounds left the consensus "
+                        "distance above the target %.4g\n",
+                        (long long)step, res.comm.rounds, res.comm.target);
+            trace_step_row row = {step,
+                                  epoch,
+                                  phase,
+                                  lr,
+                                  res.loss,
+                                  res.grad_norm,
+                                  res.xi,
+                                  res.comm.theta,
+                                  res.comm.target,
+                                  res.comm.policy,
+                                  res.comm.rounds,
+                                  res.comm.capped,
+                                  res.compute_s,
+                                  res.comm_s};
+            trace_append_step(r->tr, &row);
         }
+        p->step = step + 1;
+        const int epoch_end = k == steps - 1, last = step == total - 1;
+        if (epoch_end) {
+            eval_result ev = evaluate(r);
+            double elapsed = wall_seconds() - start;
+            int rc = 0;
+            if (rank0) {
+                trace_epoch_row erow = {epoch,
+                                        p->epoch_loss_sum / steps,
+                                        ev.test_loss,
+                                        ev.test_acc,
+                                        p->epoch_xi_sum / steps,
+                                        elapsed,
+                                        ev.worker_test_acc};
+                trace_append_epoch(r->tr, &erow);
+                if (last) phase_end(r, &p->phase);
+                rc = trace_flush(r->tr, err);
+                if (rc == 0 && !opt->quiet)
+                    print_progress(r, epoch, lr, p->epoch_loss_sum / steps, ev.test_acc,
+                                   p->epoch_xi_sum / steps, elapsed);
+            }
+            /* a failed flush on rank 0 must stop every rank now, not at the end */
+            if (agree(rc, err, r->comm)) return -1;
+            p->epoch_loss_sum = p->epoch_xi_sum = 0;
+        }
+        if (last) break; /* the run is complete: nothing left to resume */
+        int sig, time_due;
+        boundary_flags(r, &sig, &time_due);
+        int every = s->checkpoint.every_epochs;
+        if (sig || time_due || (epoch_end && every > 0 && (epoch + 1) % every == 0))
+            if (save_checkpoint(r, start, err)) return -1;
+        if (sig)
+            return ccdl_fail(err, CCDL_ERR_STOPPED,
+                             "stopped by %s at step %lld of %lld; resume with ccdl run --resume "
+                             "(checkpoint %s)",
+                             signal_name(sig), (long long)p->step, (long long)total, r->ckpt_path);
     }
+    p->elapsed_s = wall_seconds() - start;
+    if (s->checkpoint.keep) return save_checkpoint(r, start, err);
     return 0;
 }
 
@@ -422,31 +515,76 @@ int train_validate(const ccdl_spec *spec, MPI_Comm comm, ccdl_error *err) {
     return rc;
 }
 
+/* How a --resume run starts. */
+enum { START_FRESH, START_FROM_CHECKPOINT, START_ALREADY_DONE };
+
+/* Rank 0: a completed trace needs nothing; else a checkpoint, if there is one, continues. */
+static int resume_mode(const char *trace_path, const char *ckpt_path) {
+    long completed = 0;
+    ccdl_error ignored;
+    if (access(trace_path, F_OK) == 0 &&
+        trace_read_attr_int(trace_path, "completed", &completed, &ignored) == 0 && completed == 1)
+        return START_ALREADY_DONE;
+    return access(ckpt_path, F_OK) == 0 ? START_FROM_CHECKPOINT : START_FRESH;
+}
+
+/* Create the trace, or continue it from the checkpoint (--resume). Collective; 1 when
+ * there is nothing to do (the trace is already completed). */
+static int open_trace(run_state *r, const train_options *opt, const char *path, ccdl_error *err) {
+    int rank0 = r->lay.rank == 0, mode = START_FRESH, rc = 0;
+    if (opt->resume && rank0) mode = resume_mode(path, r->ckpt_path);
+    MPI_Bcast(&mode, 1, MPI_INT, 0, r->comm);
+    if (mode == START_ALREADY_DONE) {
+        if (rank0) fprintf(stderr, "ccdl: %s: already completed; nothing to do\n", path);
+        return 1;
+    }
+    trace_meta meta = {PACKAGE_VERSION, r->spec_json, r->spec->workers, r->lay.ranks,
+                       r->spec->threads};
+    if (mode == START_FROM_CHECKPOINT) {
+        if (checkpoint_read(r->ckpt_path, r->spec_json, &r->ws, &r->lay, r->comm, &r->prog, err))
+            return -1;
+        if (rank0) {
+            r->tr = trace_resume(path, &meta, r->prog.trace_rows, err);
+            if (r->tr) {
+                trace_resume_row row = {r->prog.step, r->lay.ranks, (double)time(NULL)};
+                trace_append_resume(r->tr, &row);
+                if (!opt->quiet)
+                    fprintf(stderr, "ccdl: %s: resuming at step %lld from %s\n", r->spec->name,
+                            (long long)r->prog.step, r->ckpt_path);
+            } else {
+                rc = -1;
+            }
+        }
+        return agree(rc, err, r->comm);
+    }
+    if (rank0) {
+        r->tr = trace_create(path, &meta, err);
+        if (!r->tr) {
+            err->kind = CCDL_ERR_INPUT; /* an unwritable output path is bad input */
+            rc = -1;
+        }
+    }
+    return agree(rc, err, r->comm);
+}
+
 int train_run(const ccdl_spec *spec, const train_options *opt, MPI_Comm comm, ccdl_error *err) {
     run_state r = {0};
     r.spec = spec;
     r.comm = comm;
     const char *path = opt->trace_path ? opt->trace_path : spec->trace.path;
     omp_set_num_threads(spec->threads);
-    if (agree(setup_checked(&r, path, err), err, comm)) {
-        teardown(&r);
-        return -1;
+    /* caught from the start: a stop asked for during setup takes effect after the first step */
+    struct sigaction old[N_STOP_SIGNALS];
+    catch_stop_signals(old);
+    int rc = agree(setup_checked(&r, path, err), err, comm);
+    if (rc == 0) {
+        setup_buffers(&r);
+        rc = open_trace(&r, opt, path, err);
     }
-    setup_buffers(&r);
-    int rc = 0;
-    if (r.lay.rank == 0) {
-        char *canon = spec_canonical_json(spec);
-        trace_meta meta = {PACKAGE_VERSION, canon, spec->workers, r.lay.ranks, spec->threads};
-        r.tr = trace_create(path, &meta, err);
-        free(canon);
-        if (!r.tr) {
-            err->kind = CCDL_ERR_INPUT; /* an unwritable output path is bad input */
-            rc = -1;
-        }
-    }
-    if (agree(rc, err, comm)) {
+    if (rc != 0) {
+        restore_signals(old);
         teardown(&r);
-        return -1;
+        return rc < 0 ? -1 : 0;
     }
     rc = train_loop(&r, opt, err);
     rc = agree(rc, err, comm);
@@ -456,8 +594,11 @@ int train_run(const ccdl_spec *spec, const train_options *opt, MPI_Comm comm, cc
             *err = cerr;
             rc = -1;
         }
+        /* the finished trace holds everything; a checkpoint is only kept on request */
+        if (rc == 0 && !spec->checkpoint.keep) unlink(r.ckpt_path);
     }
     rc = agree(rc, err, comm);
+    restore_signals(old);
     teardown(&r);
     return rc;
 }

@@ -10,11 +10,16 @@
 typedef struct {
     const char *trace_path; /* overrides spec->trace.path when not NULL */
     int quiet;              /* no per-epoch progress lines */
+    int resume;             /* continue from the checkpoint if there is one (--resume) */
 } train_options;
 
 /* Run the experiment on all ranks of comm. Returns 0, or -1 with err on every rank
- * (CCDL_ERR_INPUT: bad input found before training, no trace written; CCDL_ERR_RUNTIME:
- * failure while running, the trace says completed = 0). */
+ * (CCDL_ERR_INPUT: bad input found before training, no trace written, or a checkpoint that
+ * cannot be resumed, the trace untouched; CCDL_ERR_RUNTIME: failure while running, the
+ * trace says completed = 0; CCDL_ERR_STOPPED: SIGTERM, SIGINT or SIGUSR1 arrived, a
+ * checkpoint was written at the next step boundary and the run can be resumed).
+ * With opt->resume: a completed trace is left as it is (returns 0), a checkpoint is
+ * continued from, and without one the run starts fresh. */
 int train_run(const ccdl_spec *spec, const train_options *opt, MPI_Comm comm, ccdl_error *err);
 
 /* Check everything train_run would check before training (spec against the rank count,

@@ -9,11 +9,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Exit codes of the ccdl binary (documented in docs/cli.md). */
-enum { CCDL_EXIT_OK = 0, CCDL_EXIT_FAILURE = 1, CCDL_EXIT_INPUT = 2 };
+/* Exit codes of the ccdl binary (documented in docs/cli.md). 3: stopped by a signal after
+ * writing a checkpoint; `ccdl run --resume` continues the run. */
+enum { CCDL_EXIT_OK = 0, CCDL_EXIT_FAILURE = 1, CCDL_EXIT_INPUT = 2, CCDL_EXIT_STOPPED = 3 };
 
-/* Kinds of error: bad input (exit 2) or a failure while running (exit 1). */
-typedef enum { CCDL_ERR_NONE = 0, CCDL_ERR_INPUT, CCDL_ERR_RUNTIME } ccdl_err_kind;
+/* Kinds of error: bad input (exit 2), a failure while running (exit 1), or a stop on a
+ * signal with a checkpoint written (exit 3, resumable). */
+typedef enum {
+    CCDL_ERR_NONE = 0,
+    CCDL_ERR_INPUT,
+    CCDL_ERR_RUNTIME,
+    CCDL_ERR_STOPPED
+} ccdl_err_kind;
 
 typedef struct {
     ccdl_err_kind kind;

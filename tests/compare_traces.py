@@ -1,8 +1,9 @@
 """compare_traces.py A B: exit 0 if two ccdl traces hold bitwise-identical data.
 
-Every dataset is compared bit for bit except those marked with the attribute wallclock = 1;
-root attributes are compared except the ones that describe the run, not the result
-(ranks, created). Prints the first difference and exits 1 otherwise."""
+Every dataset is compared bit for bit except those marked with the attribute wallclock = 1
+(timings and the /resumes history, which may exist in one file only); root attributes are
+compared except the ones that describe the run, not the result (ranks, created). Prints the
+first difference and exits 1 otherwise."""
 import sys
 
 import h5py
@@ -12,8 +13,14 @@ SKIP_ATTRS = {"ranks", "created"}
 
 
 def datasets(f):
+    """Every dataset that holds results (not marked wallclock = 1), by path."""
     out = {}
-    f.visititems(lambda name, obj: out.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.attrs.get("wallclock", 0) != 1:
+            out[name] = obj
+
+    f.visititems(visit)
     return out
 
 
@@ -31,8 +38,6 @@ def main(a_path, b_path):
             return 1
         compared = 0
         for name in sorted(da):
-            if da[name].attrs.get("wallclock", 0) == 1:
-                continue
             x, y = da[name][()], db[name][()]
             if x.shape != y.shape or x.dtype != y.dtype:
                 print(f"/{name}: shapes or types differ: {x.shape} {x.dtype} vs {y.shape} {y.dtype}")
