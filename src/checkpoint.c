@@ -112,7 +112,8 @@ static int write_contents(hid_t file, const char *spec_json, const worker_state 
         h5_attr_write_string(file, "ccdl_version", PACKAGE_VERSION, 1) < 0 ||
         h5_attr_write_string(file, "spec", spec_json, 1) < 0 ||
         write_scalar_attr(file, "spec_crc32", H5T_NATIVE_LONG, &crc) < 0 ||
-        h5_attr_write_int(file, "n", l->n, 1) < 0 || h5_attr_write_int(file, "ranks", l->ranks, 1) < 0)
+        h5_attr_write_int(file, "n", l->n, 1) < 0 ||
+        h5_attr_write_int(file, "ranks", l->ranks, 1) < 0)
         return -1;
     hid_t group = H5Gcreate2(file, "progress", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int ok = group >= 0;
@@ -261,9 +262,9 @@ static int read_buffer(hid_t group, hid_t dxpl, const char *path, ws_buffer *b, 
         rc = ccdl_fail(err, CCDL_ERR_INPUT, "%s: /workers/%s is not an [n][count] dataset (%s)",
                        path, b->name, h5_reason(why));
     } else if (dims[0] != (hsize_t)l->n || dims[1] != b->count) {
-        rc = ccdl_fail(err, CCDL_ERR_INPUT, "%s: /workers/%s is %llu x %llu, this run needs %d x %zu",
-                       path, b->name, (unsigned long long)dims[0], (unsigned long long)dims[1],
-                       l->n, b->count);
+        rc = ccdl_fail(err, CCDL_ERR_INPUT,
+                       "%s: /workers/%s is %llu x %llu, this run needs %d x %zu", path, b->name,
+                       (unsigned long long)dims[0], (unsigned long long)dims[1], l->n, b->count);
     }
     /* a checksum failure may hit one rank's rows only: every rank still makes every
      * collective read, and the failure is agreed on afterwards */
@@ -272,8 +273,8 @@ static int read_buffer(hid_t group, hid_t dxpl, const char *path, ws_buffer *b, 
         if (transfer_row(dset, dxpl, 0, l->first + w, b->count, b->w[w]) < 0 && rc == 0)
             rc = ccdl_fail(err, CCDL_ERR_INPUT,
                            "%s: /workers/%s row %d fails its checksum or cannot be read: corrupt "
-                           "checkpoint (%s)", path,
-                           b->name, l->first + w, h5_reason(why));
+                           "checkpoint (%s)",
+                           path, b->name, l->first + w, h5_reason(why));
     if (space >= 0) H5Sclose(space);
     if (dset >= 0) H5Dclose(dset);
     return rc;
@@ -336,8 +337,8 @@ int checkpoint_read(const char *path, const char *spec_json, worker_state *ws, c
         else if (!S_ISREG(st.st_mode))
             rc = ccdl_fail(err, CCDL_ERR_INPUT, "%s: the checkpoint is not a regular file", path);
         else if (H5Fis_hdf5(path) <= 0)
-            rc = ccdl_fail(err, CCDL_ERR_INPUT, "%s: not an HDF5 file (truncated or corrupt checkpoint)",
-                           path);
+            rc = ccdl_fail(err, CCDL_ERR_INPUT,
+                           "%s: not an HDF5 file (truncated or corrupt checkpoint)", path);
         H5Eclear2(H5E_DEFAULT);
     }
     if (agree(rc, err, comm)) return -1;

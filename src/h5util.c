@@ -75,7 +75,7 @@ int h5_attr_write_string(hid_t obj, const char *name, const char *value, int cre
 
 /* A string attribute of an open object; *out malloc'd. */
 int h5_attr_read_string(hid_t file, const char *path, const char *name, char **out,
-                            ccdl_error *err) {
+                        ccdl_error *err) {
     *out = NULL;
     char why[256];
     int rc = -1;

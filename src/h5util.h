@@ -23,7 +23,6 @@ hid_t h5_vlen_string_type(void);
 /* Open attribute name of obj, which must be a single value; path names the file in errors. */
 hid_t h5_open_attr(hid_t obj, const char *path, const char *name, ccdl_error *err);
 /* A string attribute (fixed or variable length); *out malloc'd. */
-int h5_attr_read_string(hid_t obj, const char *path, const char *name, char **out,
-                        ccdl_error *err);
+int h5_attr_read_string(hid_t obj, const char *path, const char *name, char **out, ccdl_error *err);
 
 #endif

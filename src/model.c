@@ -720,8 +720,8 @@ void model_evaluate(model *m, const float *params, const float *state, const flo
 }
 
 void model_declare_buffers(const model *m, worker_state *ws, uint64_t seed, model_buffers *h) {
-    h->params = worker_state_declare(ws, "params", m->n_params,
-                                     WS_GOSSIPED | WS_EVAL_MEAN | WS_CHECKPOINT);
+    h->params =
+        worker_state_declare(ws, "params", m->n_params, WS_GOSSIPED | WS_EVAL_MEAN | WS_CHECKPOINT);
     h->grads = worker_state_declare(ws, "grads", m->n_params, 0);
     h->state = worker_state_declare(ws, "bn_state", m->n_state, WS_EVAL_MEAN | WS_CHECKPOINT);
     for (int w = 0; w < ws->per_rank; w++) {

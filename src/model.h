@@ -66,7 +66,8 @@ typedef struct {
 
 /* Declare the three buffers and initialise every local worker's parameters and state (all
  * workers start from the same model, a pure function of seed). */
-void model_declare_buffers(const model *m, struct worker_state *ws, uint64_t seed, model_buffers *h);
+void model_declare_buffers(const model *m, struct worker_state *ws, uint64_t seed,
+                           model_buffers *h);
 
 /* Initialisation, a pure function of seed (docs/model.md):
  *   mlp:      weights He normal, fan_in (std sqrt(2 / in)); biases zero.

@@ -107,8 +107,7 @@ static const column_def phase_columns[] = {
 /* Run history: every column is wallclock = 1, so traces of a run resumed any number of
  * times compare equal to the uninterrupted run's (tests/compare_traces.py skips them). */
 static const column_def resume_columns[] = {
-    COL(trace_resume_row, step, COL_I64, "1", "first step run after resuming from a checkpoint",
-        1),
+    COL(trace_resume_row, step, COL_I64, "1", "first step run after resuming from a checkpoint", 1),
     COL(trace_resume_row, ranks, COL_I32, "1", "MPI ranks of the resumed run", 1),
     COL(trace_resume_row, unix_time, COL_F64, "s", "when the run resumed, seconds since 1970 (UTC)",
         1),
@@ -163,7 +162,6 @@ void trace_print_reference(void) {
 
 /* ------------------------------------------------------------------ HDF5 helpers */
 
-
 static hid_t mem_type(col_kind k) {
     switch (k) {
     case COL_I32:
@@ -181,7 +179,6 @@ static size_t kind_size(col_kind k) {
 }
 
 /* ------------------------------------------------------------------ the writer */
-
 
 typedef struct {
     hid_t group;
@@ -613,8 +610,6 @@ done:
     return rc;
 }
 
-
-
 int trace_read_attr_string(const char *path, const char *name, char **out, ccdl_error *err) {
     *out = NULL;
     hid_t file = open_for_reading(path, err);
@@ -674,7 +669,8 @@ static int read_rows(trace *t, hid_t file, const char *path, int gi, const colum
         goto done;
     }
     if ((dset = H5Dopen2(file, dpath, H5P_DEFAULT)) < 0 || (space = H5Dget_space(dset)) < 0 ||
-        H5Sget_simple_extent_ndims(space) != 1 || H5Sget_simple_extent_dims(space, &len, NULL) < 0) {
+        H5Sget_simple_extent_ndims(space) != 1 ||
+        H5Sget_simple_extent_dims(space, &len, NULL) < 0) {
         ccdl_fail(err, CCDL_ERR_INPUT, "%s: %s is not a trace column (%s)", path, dpath,
                   h5_reason(why));
         goto done;

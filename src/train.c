@@ -63,8 +63,8 @@ typedef struct {
     control ctl;
     gossip *gsp;
     trace *tr;
-    run_progress prog;  /* every resumable scalar */
-    char *spec_json;    /* canonical spec */
+    run_progress prog; /* every resumable scalar */
+    char *spec_json;   /* canonical spec */
     char ckpt_path[1100];
     double last_ckpt_s; /* wall_seconds() of the last checkpoint (or of the start) */
 } run_state;
@@ -212,7 +212,10 @@ static void restore_signals(const struct sigaction old[N_STOP_SIGNALS]) {
 }
 
 static const char *signal_name(int sig) {
-    return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
+    return sig == SIGTERM   ? "SIGTERM"
+           : sig == SIGINT  ? "SIGINT"
+           : sig == SIGUSR1 ? "SIGUSR1"
+                            : "a signal";
 }
 
 /* Tests stop runs at exact points: CCDL_TEST_SIGNAL="TERM@12,KILL@40" makes rank 0 raise
@@ -404,8 +407,7 @@ static int save_checkpoint(run_state *r, double start, ccdl_error *err) {
 static void boundary_flags(run_state *r, int *sig, int *time_due) {
     double minutes = r->spec->checkpoint.every_minutes;
     int mine[2] = {stop_signal, 0}, all[2];
-    if (r->lay.rank == 0 && minutes > 0)
-        mine[1] = wall_seconds() - r->last_ckpt_s >= minutes * 60;
+    if (r->lay.rank == 0 && minutes > 0) mine[1] = wall_seconds() - r->last_ckpt_s >= minutes * 60;
     MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, r->comm);
     *sig = all[0];
     *time_due = all[1];

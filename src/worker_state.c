@@ -20,7 +20,8 @@ int worker_state_find(const worker_state *ws, const char *name) {
 }
 
 int worker_state_declare(worker_state *ws, const char *name, size_t count, unsigned roles) {
-    if (ws->n_buffers == WS_MAX_BUFFERS) ccdl_die("worker_state: more than %d buffers", WS_MAX_BUFFERS);
+    if (ws->n_buffers == WS_MAX_BUFFERS)
+        ccdl_die("worker_state: more than %d buffers", WS_MAX_BUFFERS);
     if (strlen(name) >= WS_NAME_MAX || worker_state_find(ws, name) >= 0)
         ccdl_die("worker_state: bad or duplicate buffer name '%s'", name);
     int h = ws->n_buffers++;

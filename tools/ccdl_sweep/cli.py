@@ -53,6 +53,8 @@ def main(argv=None):
     s.add_argument("--account")
     s.add_argument("--throttle", type=int, help="at most M tasks of each array at once (%%M)")
     s.add_argument("--cpus-per-task", type=int)
+    s.add_argument("--signal-margin", type=int,
+                   help="seconds before the time limit to ask ccdl to checkpoint (SIGUSR1; 0: none)")
     s.add_argument("--dry-run", action="store_true", help="print the sbatch commands only")
     st = sub.add_parser("status", help="per run: completed / failed / killed / stale / missing")
     st.add_argument("dir")
@@ -70,7 +72,8 @@ def main(argv=None):
             return 0
         if args.command == "submit":
             overrides = {k: getattr(args, k) for k in
-                         ("ranks", "time", "partition", "account", "throttle", "cpus_per_task")
+                         ("ranks", "time", "partition", "account", "throttle", "cpus_per_task",
+                          "signal_margin")
                          if getattr(args, k) is not None}
             directory = args.target
             if os.path.isfile(args.target):

@@ -116,7 +116,8 @@ def run_states(directory, doc, with_queue=True):
         st, detail = traces.state(os.path.join(directory, e["trace"]), spec)
         q = (queued or {}).get(e["index"])
         if q and st != "completed":
-            st, detail = q[1].lower(), f"job {q[0]}"
+            resumable = f"; {detail}" if st == "resumable" else ""
+            st, detail = q[1].lower(), f"job {q[0]}{resumable}"
         elif st in ("missing", "killed", "failed"):
             log = last_log_line(directory, e["name"])
             if log:
@@ -138,7 +139,7 @@ def last_log_line(directory, name):
     return ""
 
 
-UNFINISHED = ("failed", "killed", "missing", "stale")
+UNFINISHED = ("resumable", "failed", "killed", "missing", "stale")
 
 
 # ---------------------------------------------------------------- submit
@@ -256,14 +257,15 @@ def status(directory, only_unfinished=False):
             continue
         ref = f" (reference {e['reference']})" if e["reference"] and st != "completed" else ""
         print(f"{st:<10} {e['name']:<{width}}  {detail}{ref}".rstrip())
-    order = ["completed", "running", "pending", "failed", "killed", "stale", "missing"]
+    order = ["completed", "running", "pending", "resumable", "failed", "killed", "stale", "missing"]
     summary = ", ".join(f"{counts[k]} {k}" for k in order + sorted(set(counts) - set(order)) if k in counts)
     print(f"{doc['sweep']}: {len(states)} runs: {summary}")
     unfinished = sum(counts.get(k, 0) for k in UNFINISHED)
     if queued is None:
         print("(squeue cannot tell which runs are queued: 'missing' may include queued runs)")
     if unfinished:
-        print(f"resubmit the {unfinished} unfinished runs (completed and queued ones are skipped):")
+        print(f"resubmit the {unfinished} unfinished runs (completed and queued ones are skipped; "
+              f"resumable ones continue from their checkpoints):")
         print(f"  {resubmit_command(directory)}")
     return 0 if counts.get("completed", 0) == len(states) else 1
 
@@ -290,7 +292,7 @@ def local(directory, ranks=None, ccdl=None, mpiexec=None, dry_run=False):
             by_name[e["name"]] = "failed"
             failed += 1
             continue
-        cmd = [binary, "run", e["spec"], "--out", e["trace"]]
+        cmd = [binary, "run", e["spec"], "--out", e["trace"], "--resume"]
         if ranks > 1:
             cmd = shlex.split(mpiexec) + ["-n", str(ranks)] + cmd
         if dry_run:

@@ -37,9 +37,13 @@ FALLBACK_DEFAULTS = {
     "communication.control.reference": "",
 }
 SLURM_KEYS = {"ranks": int, "time": str, "partition": str, "account": str, "throttle": int,
-              "cpus_per_task": int, "extra": list}
+              "cpus_per_task": int, "extra": list, "signal_margin": int, "requeue": bool}
+# signal_margin: seconds before the time limit at which Slurm sends SIGUSR1 (--signal=B:USR1@N)
+# so ccdl can checkpoint; 0 sends none. requeue: a task that stopped after a checkpoint
+# requeues itself (--requeue), to resume where it stopped.
 SLURM_DEFAULTS = {"ranks": 1, "time": "01:00:00", "partition": None, "account": None,
-                  "throttle": None, "cpus_per_task": 1, "extra": []}
+                  "throttle": None, "cpus_per_task": 1, "extra": [], "signal_margin": 300,
+                  "requeue": True}
 TOP_KEYS = ("name", "description", "base", "grid", "slurm")
 
 _MODE = {"allreduce": "ar", "gossip": "gossip", "controlled": "ctrl", "local": "local"}
@@ -223,8 +227,12 @@ def slurm_settings(given, path, where="slurm"):
         if value is None and key in ("partition", "account", "throttle"):
             out[key] = None
             continue
-        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise SweepError(f"{where}.{key}: expected a positive integer, got {value!r}", path)
+        least = 0 if key == "signal_margin" else 1
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            what = "a non-negative" if least == 0 else "a positive"
+            raise SweepError(f"{where}.{key}: expected {what} integer, got {value!r}", path)
+        if kind is bool and not isinstance(value, bool):
+            raise SweepError(f"{where}.{key}: expected true or false, got {value!r}", path)
         if kind is str and (not isinstance(value, str) or not value):
             raise SweepError(f"{where}.{key}: expected a non-empty string, got {value!r}", path)
         if kind is list and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):

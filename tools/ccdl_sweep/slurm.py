@@ -35,7 +35,13 @@ def sbatch_command(directory, sweep, indices, settings, ccdl, role, dependency=N
            f"--array={array_spec(indices, settings.get('throttle'))}",
            f"--ntasks={settings['ranks']}", f"--cpus-per-task={settings['cpus_per_task']}",
            f"--time={settings['time']}", f"--chdir={d}", "--output=logs/%A_%a.out",
+           "--open-mode=append",  # a requeued task's log keeps the lines of its earlier runs
            f"--export=ALL,CCDL_SWEEP_DIR={d},CCDL={ccdl}"]
+    if settings.get("signal_margin"):
+        # to the batch script (B:), which passes it on to the ranks through srun
+        cmd.append(f"--signal=B:USR1@{settings['signal_margin']}")
+    if settings.get("requeue", True):
+        cmd.append("--requeue")
     if settings.get("partition"):
         cmd.append(f"--partition={settings['partition']}")
     if settings.get("account"):

@@ -1,5 +1,5 @@
-"""What a trace says about its run: completed, failed, killed, stale (a completed trace of a
-different spec), missing. Reads three root attributes with h5py when it is importable, else
+"""What a trace says about its run: completed, resumable (stopped or killed with a checkpoint
+beside it), failed, killed, stale (a completed trace of a different spec), missing. Reads three root attributes with h5py when it is importable, else
 with `h5dump` (so `ccdl-sweep` needs only the standard library)."""
 
 import json
@@ -83,9 +83,39 @@ def matches(expected_spec, trace_spec_text):
     return True
 
 
+def checkpoint_path(trace):
+    """Where ccdl keeps a trace's checkpoint by default: run.h5 -> run.ckpt.h5."""
+    return (trace[:-3] if trace.endswith(".h5") else trace) + ".ckpt.h5"
+
+
+def checkpoint_step(path):
+    """The step a checkpoint resumes at, or None when it cannot be read here."""
+    try:
+        import h5py  # noqa: PLC0415 (optional dependency)
+
+        with h5py.File(path, "r") as f:
+            return int(f["progress"].attrs["step"])
+    except Exception:  # noqa: BLE001 (any unreadable checkpoint: ccdl itself will say why)
+        return None
+
+
+def resumes(path):
+    """How many times the run was resumed (rows of /resumes), 0 when unknown."""
+    try:
+        import h5py  # noqa: PLC0415
+
+        with h5py.File(path, "r", swmr=True) as f:
+            return len(f["resumes/step"]) if "resumes/step" in f else 0
+    except Exception:  # noqa: BLE001
+        return 0
+
+
 def state(trace, expected_spec=None):
-    """(state, detail): state is completed | stale | failed | killed | missing."""
+    """(state, detail): state is completed | stale | resumable | failed | killed | missing."""
+    ckpt = checkpoint_path(trace)
     if not os.path.exists(trace):
+        if os.path.exists(ckpt):
+            return "resumable", "checkpoint without a trace: ccdl will refuse it (remove it)"
         return "missing", ""
     try:
         attrs = read_attrs(trace)
@@ -98,7 +128,12 @@ def state(trace, expected_spec=None):
     if int(completed) == 1:
         if expected_spec is not None and not matches(expected_spec, attrs.get("spec")):
             return "stale", "completed trace of a different spec (the sweep changed)"
-        return "completed", ""
+        n = resumes(trace)
+        return "completed", (f"resumed {n} time{'s' if n != 1 else ''}" if n else "")
+    if os.path.exists(ckpt):
+        step = checkpoint_step(ckpt)
+        at = f" at step {step}" if step is not None else ""
+        return "resumable", f"checkpoint{at}; exit_reason: {reason}"
     if reason == "running":
         return "killed", "completed = 0, exit_reason 'running' (killed, or still running)"
     return "failed", f"exit_reason: {reason}"
