@@ -72,8 +72,9 @@ static unsigned long spec_crc32(const char *spec_json) {
     return crc32(0L, (const Bytef *)spec_json, (uInt)strlen(spec_json));
 }
 
-/* One row (worker first + w) of dataset dset <-> buf, collectively. */
-static int transfer_row(hid_t dset, hid_t dxpl, int write, int64_t row, size_t count, float *buf) {
+/* One row of dataset dset <-> buf, collectively. On failure why gets HDF5's reason. */
+static int transfer_row(hid_t dset, hid_t dxpl, int write, int64_t row, size_t count, float *buf,
+                        char why[256]) {
     hsize_t start[2] = {(hsize_t)row, 0}, n[2] = {1, count}, mn = count;
     hid_t fspace = H5Dget_space(dset), mspace = H5Screate_simple(1, &mn, NULL);
     int ok = fspace >= 0 && mspace >= 0 &&
@@ -81,6 +82,7 @@ static int transfer_row(hid_t dset, hid_t dxpl, int write, int64_t row, size_t c
     if (ok)
         ok = (write ? H5Dwrite(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, buf)
                     : H5Dread(dset, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, buf)) >= 0;
+    if (!ok) h5_reason(why); /* before the closes below clear the error stack */
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);
     return ok ? 0 : -1;
@@ -89,6 +91,7 @@ static int transfer_row(hid_t dset, hid_t dxpl, int write, int64_t row, size_t c
 /* ---------------------------------------------------------------- writing */
 
 static int write_buffer(hid_t group, hid_t dxpl, const ws_buffer *b, const layout *l) {
+    char why[256];
     hsize_t dims[2] = {(hsize_t)l->n, b->count};
     hsize_t chunk[2] = {1, b->count < CHUNK_FLOATS ? b->count : CHUNK_FLOATS};
     hid_t space = H5Screate_simple(2, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), dset = -1;
@@ -97,7 +100,7 @@ static int write_buffer(hid_t group, hid_t dxpl, const ws_buffer *b, const layou
              (dset = H5Dcreate2(group, b->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
                                 H5P_DEFAULT)) >= 0;
     for (int w = 0; ok && w < l->per_rank; w++)
-        ok = transfer_row(dset, dxpl, 1, l->first + w, b->count, b->w[w]) == 0;
+        ok = transfer_row(dset, dxpl, 1, l->first + w, b->count, b->w[w], why) == 0;
     if (dset >= 0 && H5Dclose(dset) < 0) ok = 0;
     if (dcpl >= 0) H5Pclose(dcpl);
     if (space >= 0) H5Sclose(space);
@@ -149,14 +152,7 @@ static int sync_and_rename(const char *tmp, const char *path, ccdl_error *err) {
                          path, strerror(errno));
     /* the rename itself is durable once the directory is synced */
     char dir[1100];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
+    path_directory(path, dir, sizeof dir);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY);
     if (dfd >= 0) {
         fsync(dfd); /* best effort: some file systems refuse fsync on directories */
@@ -173,10 +169,10 @@ int checkpoint_write(const char *path, const char *spec_json, const worker_state
     int rc = 0;
     hid_t fapl = mpio_fapl(comm), file = -1;
     if (fapl >= 0) file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (fapl >= 0) H5Pclose(fapl);
     if (file < 0)
         rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot create the checkpoint (%s)", tmp,
                        h5_reason(why));
+    if (fapl >= 0) H5Pclose(fapl);
     if (agree(rc, err, comm)) return -1;
     if (write_contents(file, spec_json, ws, l, p) < 0)
         rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot write the checkpoint (%s)", tmp,
@@ -270,11 +266,11 @@ static int read_buffer(hid_t group, hid_t dxpl, const char *path, ws_buffer *b, 
      * collective read, and the failure is agreed on afterwards */
     int shape_ok = rc == 0;
     for (int w = 0; shape_ok && w < l->per_rank; w++)
-        if (transfer_row(dset, dxpl, 0, l->first + w, b->count, b->w[w]) < 0 && rc == 0)
+        if (transfer_row(dset, dxpl, 0, l->first + w, b->count, b->w[w], why) < 0 && rc == 0)
             rc = ccdl_fail(err, CCDL_ERR_INPUT,
                            "%s: /workers/%s row %d fails its checksum or cannot be read: corrupt "
                            "checkpoint (%s)",
-                           path, b->name, l->first + w, h5_reason(why));
+                           path, b->name, l->first + w, why);
     if (space >= 0) H5Sclose(space);
     if (dset >= 0) H5Dclose(dset);
     return rc;
@@ -344,11 +340,11 @@ int checkpoint_read(const char *path, const char *spec_json, worker_state *ws, c
     if (agree(rc, err, comm)) return -1;
     hid_t fapl = mpio_fapl(comm), file = -1;
     if (fapl >= 0) file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    if (fapl >= 0) H5Pclose(fapl);
-    if (file < 0)
+    if (file < 0) /* before any other HDF5 call: the next one clears the error stack */
         rc = ccdl_fail(err, CCDL_ERR_INPUT,
                        "%s: cannot open the checkpoint: truncated or corrupt (%s)", path,
                        h5_reason(why));
+    if (fapl >= 0) H5Pclose(fapl);
     if (agree(rc, err, comm)) return -1;
     rc = read_contents(file, path, spec_json, ws, l, comm, p, err);
     if (H5Fclose(file) < 0 && rc == 0)

@@ -273,15 +273,26 @@ static int write_root_attrs(hid_t file, const trace_meta *meta, const char *crea
     return 0;
 }
 
-/* Reopen the file for one flush in SWMR write mode (only extents and raw data change, which
- * is what SWMR allows), then every group and column by name. */
-static int open_handles(trace *t) {
+/* File access for the writer: the latest format (SWMR needs it) and no file locks. HDF5
+ * locks a file for as long as a reader has it open; with locks, a notebook or `ccdl-sweep
+ * status` reading the trace at the moment of a flush would make the flush, and the run,
+ * fail. SWMR is the protocol that keeps readers consistent here, not the lock. */
+static hid_t writer_fapl(void) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0) return -1;
-    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0 ||
+        H5Pset_file_locking(fapl, 0, 1) < 0) {
         H5Pclose(fapl);
         return -1;
     }
+    return fapl;
+}
+
+/* Reopen the file for one flush in SWMR write mode (only extents and raw data change, which
+ * is what SWMR allows), then every group and column by name. */
+static int open_handles(trace *t) {
+    hid_t fapl = writer_fapl();
+    if (fapl < 0) return -1;
     /* SWMR from the open itself: a plain RDWR open followed by H5Fstart_swmr_write would
      * leave a window where a kill marks the file "open for write" for every reader. */
     t->file = H5Fopen(t->path, H5F_ACC_RDWR | H5F_ACC_SWMR_WRITE, fapl);
@@ -322,13 +333,9 @@ static trace *create_file(const char *path, const trace_meta *meta, const char *
     }
 
     const char *stage = "cannot create file";
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) goto fail;
     /* SWMR needs the latest format (v3 superblock, extensible-array chunk indexes). */
-    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) < 0) {
-        H5Pclose(fapl);
-        goto fail;
-    }
+    hid_t fapl = writer_fapl();
+    if (fapl < 0) goto fail;
     t->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (t->file < 0) goto fail;
@@ -502,7 +509,9 @@ int trace_close(trace **tp, int completed, const char *exit_reason, ccdl_error *
 
     /* Reopen without SWMR for the two final values. A kill between the flush above and the
      * close below leaves completed = 0, which is true. */
-    hid_t file = H5Fopen(t->path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t fapl = writer_fapl();
+    hid_t file = fapl >= 0 ? H5Fopen(t->path, H5F_ACC_RDWR, fapl) : -1;
+    if (fapl >= 0) H5Pclose(fapl);
     if (file < 0) {
         rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot reopen to mark completion (%s)", t->path,
                        h5_reason(why));

@@ -92,19 +92,12 @@ static int setup_data(run_state *r, ccdl_error *err) {
                         s->data.dirichlet_alpha, s->data.augment, (uint64_t)s->seed, err);
 }
 
-/* The trace's directory must exist and be writable: found before hours of training. */
-static int check_output_path(const char *path, ccdl_error *err) {
+/* An output's directory must exist and be writable: found before hours of training. */
+static int check_output_path(const char *path, const char *what, ccdl_error *err) {
     char dir[1100];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
+    path_directory(path, dir, sizeof dir);
     if (access(dir, W_OK | X_OK) != 0)
-        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot write the trace there: %s", path,
+        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot write the %s there: %s", path, what,
                          strerror(errno));
     return 0;
 }
@@ -116,12 +109,12 @@ static int setup_checked(run_state *r, const char *trace_path, ccdl_error *err) 
     MPI_Comm_size(r->comm, &ranks);
     MPI_Comm_rank(r->comm, &rank);
     if (layout_init(&r->lay, s->workers, ranks, rank, err)) return -1;
-    if (check_output_path(trace_path, err)) return -1;
+    if (check_output_path(trace_path, "trace", err)) return -1;
     if (s->checkpoint.path[0])
         snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s", s->checkpoint.path);
     else
         checkpoint_default_path(trace_path, r->ckpt_path, sizeof r->ckpt_path);
-    if (s->checkpoint.path[0] && check_output_path(r->ckpt_path, err)) return -1;
+    if (s->checkpoint.path[0] && check_output_path(r->ckpt_path, "checkpoint", err)) return -1;
     if (setup_data(r, err)) return -1;
     model_config mc = s->model;
     mc.in_channels = r->train.channels;

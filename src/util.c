@@ -110,3 +110,14 @@ char *read_text_file(const char *path, size_t *len, ccdl_error *err) {
     if (len) *len = n;
     return buf;
 }
+
+void path_directory(const char *path, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, cap, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+}

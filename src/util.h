@@ -54,6 +54,9 @@ float *xalloc_floats_at(size_t count, const char *file, int line);
 /* Wall-clock seconds from a monotonic clock. */
 double wall_seconds(void);
 
+/* The directory part of path: "a/b.h5" -> "a", "b.h5" -> ".", "/b.h5" -> "/". */
+void path_directory(const char *path, char *dir, size_t cap);
+
 /* Read a whole file into a NUL-terminated buffer (caller frees). NULL + err on failure. */
 char *read_text_file(const char *path, size_t *len, ccdl_error *err);
 

@@ -198,4 +198,17 @@ cp "$work/good.ckpt.h5" "$work/bad.ckpt.h5"
 "$CCDL" run "$work/ring-exact.json" --quiet --resume --out "$work/bad.h5" &&
     check "the intact checkpoint still resumes to the same bits" \
         "$PYTHON" "$compare" "$work/ring-exact-ref.h5" "$work/bad.h5"
+# ccdl-sweep: runs stopped with a checkpoint show as resumable, and the next `local`
+# (or `submit`) continues them with --resume; status then says completed and resumed.
+sweep() { "$PYTHON" "$top_srcdir/tools/ccdl-sweep" "$@"; }
+d="$work/sweep"
+sweep expand "$top_srcdir/tests/sweeps/tiny.json" --out "$d" > /dev/null || fail "expand tiny sweep"
+CCDL_TEST_SIGNAL="TERM@5" sweep local "$d" --ranks 1 > "$work/local1.log" 2>&1
+check "every run of the sweep stopped: status lists 6 resumable runs at step 6" \
+    sh -c "sweep_status=\$('$PYTHON' '$top_srcdir/tools/ccdl-sweep' status '$d'); echo \"\$sweep_status\";
+           test \$(echo \"\$sweep_status\" | grep -c '^resumable .*checkpoint at step 6; exit_reason: stopped by SIGTERM') -eq 6"
+sweep local "$d" --ranks 1 > "$work/local2.log" 2>&1
+check "the next ccdl-sweep local resumed them: 6 completed, resumed 1 time" \
+    sh -c "sweep_status=\$('$PYTHON' '$top_srcdir/tools/ccdl-sweep' status '$d'); echo \"\$sweep_status\";
+           test \$(echo \"\$sweep_status\" | grep -c '^completed .*resumed 1 time') -eq 6"
 finish

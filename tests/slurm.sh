@@ -3,19 +3,7 @@
 # first, then the runs that read their targets from them. Checks every trace and the table,
 # then submits again and checks that nothing new runs. Needs root (exit 77 otherwise).
 . "$(dirname "$0")/lib.sh"
-export PYTHONDONTWRITEBYTECODE=1 CCDL PATH="$PATH:/usr/sbin:/sbin"
-if [ "$(id -u)" -ne 0 ]; then
-    echo "skip: starting slurmctld, slurmd and munged needs root"
-    exit 77
-fi
-for b in munged slurmctld slurmd sbatch squeue sinfo srun; do
-    command -v "$b" > /dev/null || { echo "skip: $b not installed (tools/setup.sh installs slurm-wlm and munge)"; exit 77; }
-done
-work=$(cd "$work" && pwd)
-S="$work/slurm"
-. "$top_srcdir/jobs/slurm-local-cluster.sh"
-trap 'slurm_local_stop "$S"' EXIT
-sweep() { "$PYTHON" "$top_srcdir/tools/ccdl-sweep" "$@"; }
+. "$(dirname "$0")/slurm_lib.sh"
 analyze() { "$PYTHON" "$top_srcdir/analysis/ccdl-analyze" "$@"; }
 t0=$(date +%s)
 

@@ -4,19 +4,7 @@
 # bitwise equal to the same run uninterrupted; `ccdl-sweep status` shows it resumable while
 # it waits, then completed and resumed. Needs root (exit 77 otherwise). About 2 minutes.
 . "$(dirname "$0")/lib.sh"
-export PYTHONDONTWRITEBYTECODE=1 CCDL PATH="$PATH:/usr/sbin:/sbin"
-if [ "$(id -u)" -ne 0 ]; then
-    echo "skip: starting slurmctld, slurmd and munged needs root"
-    exit 77
-fi
-for b in munged slurmctld slurmd sbatch squeue sinfo srun scontrol; do
-    command -v "$b" > /dev/null || { echo "skip: $b not installed (tools/setup.sh installs slurm-wlm and munge)"; exit 77; }
-done
-work=$(cd "$work" && pwd)
-S="$work/slurm"
-. "$top_srcdir/jobs/slurm-local-cluster.sh"
-trap 'slurm_local_stop "$S"' EXIT
-sweep() { "$PYTHON" "$top_srcdir/tools/ccdl-sweep" "$@"; }
+. "$(dirname "$0")/slurm_lib.sh"
 t0=$(date +%s)
 
 # ---------------------------------------------------------------- a run longer than its limit
@@ -103,13 +91,12 @@ check "status showed the run resumable or running from a checkpoint while it wai
 check "status: completed, resumed, exit 0" \
     sh -c "test $status_rc -eq 0 && grep -Eq '^completed +requeue.* resumed [0-9]+ time' '$work/status.log'"
 check "the requeued run's trace is bitwise equal to the uninterrupted run's" \
-    "$PYTHON" "$top_srcdir/tests/compare_traces.py" "$work/uninterrupted.h5" "$d/traces/"*.h5
-"$PYTHON" - "$d/traces/" <<'PY'
-import glob, sys, h5py
-for path in glob.glob(sys.argv[1] + "*.h5"):
-    f = h5py.File(path, "r")
-    print(f"{path}: completed={f.attrs['completed']} resumed at steps {list(f['resumes/step'][()])}"
-          f" of {len(f['steps/step'])}")
+    "$PYTHON" "$top_srcdir/tests/compare_traces.py" "$work/uninterrupted.h5" "$d/traces/requeue.h5"
+"$PYTHON" - "$d/traces/requeue.h5" <<'PY'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+print(f"{sys.argv[1]}: completed={f.attrs['completed']} resumed at steps "
+      f"{list(f['resumes/step'][()])} of {len(f['steps/step'])}")
 PY
 echo "slurm requeue test: $(($(date +%s) - t0)) s"
 finish
