@@ -593,7 +593,10 @@ int train_run(const ccdl_spec *spec, const train_options *opt, MPI_Comm comm, cc
         if (rc == 0 && !spec->checkpoint.keep) unlink(r.ckpt_path);
     }
     rc = agree(rc, err, comm);
-    restore_signals(old);
+    /* After a stop, keep catching: the same signal may still be on its way to another rank
+     * (Slurm and mpiexec signal each rank on its own), and would otherwise kill it during
+     * MPI_Finalize, turning the clean exit 3 into a signal death. */
+    if (!(rc != 0 && err->kind == CCDL_ERR_STOPPED)) restore_signals(old);
     teardown(&r);
     return rc;
 }

@@ -130,6 +130,25 @@ check "after SIGKILL: resumed trace bitwise equal to the uninterrupted run" \
 check "after SIGKILL: final parameters bitwise equal" \
     same_ckpt "$work/killed-ref.ckpt.h5" "$work/killed.ckpt.h5"
 
+# Checkpoints by wall time (every_minutes) land at any step boundary, mid-epoch too: a
+# SIGKILL then resumes from the last of them.
+sed -e 's/"keep": true/"keep": true, "every_epochs": 0, "every_minutes": 0.0002/' \
+    "$work/ring-exact.json" > "$work/timed.json"
+"$CCDL" run "$work/timed.json" --quiet --out "$work/timed-ref.h5" || fail "timed reference"
+rm -f "$work/timed.h5" "$work/timed.ckpt.h5"
+CCDL_TEST_SIGNAL="KILL@45" "$CCDL" run "$work/timed.json" --quiet --out "$work/timed.h5" 2> /dev/null
+"$PYTHON" - "$work/timed.ckpt.h5" <<'PY' && pass "timed checkpoints: the last one before the kill is mid-epoch" || fail "timed checkpoint"
+import sys, h5py
+step = int(h5py.File(sys.argv[1], "r")["progress"].attrs["step"])
+print("last timed checkpoint before SIGKILL at step 45: step", step)
+sys.exit(0 if 32 < step <= 45 else 1)
+PY
+"$CCDL" run "$work/timed.json" --quiet --resume --out "$work/timed.h5" || fail "resume from a timed checkpoint"
+check "timed checkpoint, SIGKILL, resume: trace bitwise equal" \
+    "$PYTHON" "$compare" "$work/timed-ref.h5" "$work/timed.h5"
+check "timed checkpoint, SIGKILL, resume: final parameters bitwise equal" \
+    same_ckpt "$work/timed-ref.ckpt.h5" "$work/timed.ckpt.h5"
+
 # A real SIGTERM from outside, at whatever point the ranks are (mostly inside gossip
 # rounds of a controlled step), on 2 ranks: the stop is agreed at the next boundary.
 sed -e 's/"epochs": 2/"epochs": 40/' -e 's/"train_subset": 2048/"train_subset": 4096/' \
