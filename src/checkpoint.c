@@ -19,6 +19,7 @@
 
 #include "collective.h"
 #include "config.h"
+#include "filespace.h"
 #include "h5util.h"
 
 /* Floats per chunk at most: a chunk is at most one worker's row, and HDF5 chunks must stay
@@ -90,25 +91,34 @@ static int transfer_row(hid_t dset, hid_t dxpl, int write, int64_t row, size_t c
 
 /* ---------------------------------------------------------------- writing */
 
-static int write_buffer(hid_t group, hid_t dxpl, const ws_buffer *b, const layout *l) {
+/* Rows are collective writes: a row failing on one rank (an I/O error of its own) is agreed
+ * on at once, so that no rank goes on to the next collective call alone and hangs there.
+ * -1: failed here (the HDF5 reason is on this rank's stack); 1: failed on another rank. */
+static int write_buffer(hid_t group, hid_t dxpl, const ws_buffer *b, const layout *l,
+                        MPI_Comm comm) {
     char why[256];
     hsize_t dims[2] = {(hsize_t)l->n, b->count};
     hsize_t chunk[2] = {1, b->count < CHUNK_FLOATS ? b->count : CHUNK_FLOATS};
     hid_t space = H5Screate_simple(2, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), dset = -1;
-    int ok = space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 2, chunk) >= 0 &&
-             H5Pset_fletcher32(dcpl) >= 0 &&
-             (dset = H5Dcreate2(group, b->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
-                                H5P_DEFAULT)) >= 0;
-    for (int w = 0; ok && w < l->per_rank; w++)
-        ok = transfer_row(dset, dxpl, 1, l->first + w, b->count, b->w[w], why) == 0;
-    if (dset >= 0 && H5Dclose(dset) < 0) ok = 0;
+    int mine = space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 2, chunk) >= 0 &&
+               H5Pset_fletcher32(dcpl) >= 0 &&
+               (dset = H5Dcreate2(group, b->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
+                                  H5P_DEFAULT)) >= 0;
+    int all;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
+    for (int w = 0; all && w < l->per_rank; w++) {
+        mine = transfer_row(dset, dxpl, 1, l->first + w, b->count, b->w[w], why) == 0;
+        MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
+    }
+    if (dset >= 0 && H5Dclose(dset) < 0) mine = all = 0;
     if (dcpl >= 0) H5Pclose(dcpl);
     if (space >= 0) H5Sclose(space);
-    return ok ? 0 : -1;
+    return !mine ? -1 : !all ? 1 : 0;
 }
 
+/* 0, -1 (failed here) or 1 (failed on another rank, which reports it). */
 static int write_contents(hid_t file, const char *spec_json, const worker_state *ws,
-                          const layout *l, const run_progress *p) {
+                          const layout *l, const run_progress *p, MPI_Comm comm) {
     long crc = (long)spec_crc32(spec_json);
     if (h5_attr_write_string(file, "format", CHECKPOINT_FORMAT, 1) < 0 ||
         h5_attr_write_int(file, "format_version", CHECKPOINT_FORMAT_VERSION, 1) < 0 ||
@@ -128,13 +138,27 @@ static int write_contents(hid_t file, const char *spec_json, const worker_state 
     group = H5Gcreate2(file, "workers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t dxpl = collective_dxpl();
     ok = group >= 0 && dxpl >= 0;
-    for (int h = 0; ok && h < ws->n_buffers; h++) {
+    int rc = ok ? 0 : -1;
+    for (int h = 0; rc == 0 && h < ws->n_buffers; h++) {
         const ws_buffer *b = &ws->buf[h];
-        if ((b->roles & WS_CHECKPOINT) && b->count) ok = write_buffer(group, dxpl, b, l) == 0;
+        if ((b->roles & WS_CHECKPOINT) && b->count) rc = write_buffer(group, dxpl, b, l, comm);
     }
     if (dxpl >= 0) H5Pclose(dxpl);
-    if (group >= 0 && H5Gclose(group) < 0) ok = 0;
-    return ok ? 0 : -1;
+    if (group >= 0 && H5Gclose(group) < 0) rc = -1;
+    return rc;
+}
+
+/* An upper bound on the checkpoint's size: every checkpointed row, a checksum and index
+ * entry per chunk, the spec twice over, and a margin for the rest of the metadata. */
+static uint64_t checkpoint_bytes(const char *spec_json, const worker_state *ws, const layout *l) {
+    uint64_t bytes = 2 * strlen(spec_json) + ((uint64_t)1 << 20);
+    for (int h = 0; h < ws->n_buffers; h++) {
+        const ws_buffer *b = &ws->buf[h];
+        if (!(b->roles & WS_CHECKPOINT) || !b->count) continue;
+        uint64_t chunks_per_row = (b->count + CHUNK_FLOATS - 1) / CHUNK_FLOATS;
+        bytes += (uint64_t)l->n * (b->count * sizeof(float) + chunks_per_row * 64) + 4096;
+    }
+    return bytes;
 }
 
 /* Rank 0: make the new file durable, then put it in place of the old one. */
@@ -174,7 +198,20 @@ int checkpoint_write(const char *path, const char *spec_json, const worker_state
                        h5_reason(why));
     if (fapl >= 0) H5Pclose(fapl);
     if (agree(rc, err, comm)) return -1;
-    if (write_contents(file, spec_json, ws, l, p) < 0)
+    /* The disk first: a full disk or quota fails here, on rank 0, before any collective
+     * write could fail on one rank only; the previous checkpoint stays in place. */
+    if (l->rank == 0) {
+        uint64_t need = checkpoint_bytes(spec_json, ws, l);
+        if (filespace_reserve(tmp, need) != 0)
+            rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: no room for the checkpoint (%s: %llu bytes)",
+                           tmp, strerror(errno), (unsigned long long)need);
+    }
+    if (agree(rc, err, comm)) {
+        H5Fclose(file);
+        if (l->rank == 0) unlink(tmp);
+        return -1;
+    }
+    if (write_contents(file, spec_json, ws, l, p, comm) < 0)
         rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot write the checkpoint (%s)", tmp,
                        h5_reason(why));
     if (H5Fclose(file) < 0 && rc == 0)
@@ -184,7 +221,10 @@ int checkpoint_write(const char *path, const char *spec_json, const worker_state
         if (l->rank == 0) unlink(tmp);
         return -1;
     }
-    if (l->rank == 0) rc = sync_and_rename(tmp, path, err);
+    if (l->rank == 0) {
+        filespace_release(tmp);
+        rc = sync_and_rename(tmp, path, err);
+    }
     return agree(rc, err, comm);
 }
 

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filespace.h"
 #include "h5util.h"
 
 /* ------------------------------------------------------------------ column tables */
@@ -195,7 +196,12 @@ struct trace {
     group_state g[N_GROUPS];
     void *scratch; /* one column of the largest flush, gathered from the rows */
     size_t scratch_bytes;
+    int failed; /* a flush failed: its rows are dropped, and no more are written */
 };
+
+/* Disk kept in reserve beyond the file's end between flushes, for the final attributes
+ * (exit_reason, completed) of a run whose disk fills up. */
+enum { FINAL_RESERVE = 64 * 1024 };
 
 static void iso8601_utc_now(char out[32]) {
     time_t now = time(NULL);
@@ -322,6 +328,14 @@ static trace *create_file(const char *path, const trace_meta *meta, const char *
         return NULL;
     }
     close(fd);
+    /* room for the empty trace and the final attributes, or a clear refusal */
+    if (filespace_reserve(path,
+                          2 * FINAL_RESERVE + strlen(meta->spec_json ? meta->spec_json : ""))) {
+        ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: no room to create the trace: %s", path,
+                  strerror(errno));
+        unlink(path);
+        return NULL;
+    }
 
     trace *t = xcalloc(1, sizeof *t);
     t->path = xstrdup(path);
@@ -427,17 +441,68 @@ done:
     return ok ? 0 : -1;
 }
 
+/* An upper bound on the bytes the pending rows add to the file: every chunk they start,
+ * whole, plus the chunk index and heap blocks HDF5 allocates for them. */
+static uint64_t pending_bytes(const trace *t) {
+    uint64_t bytes = 0;
+    for (int gi = 0; gi < N_GROUPS; gi++) {
+        const group_state *gs = &t->g[gi];
+        if (gs->n_rows == 0) continue;
+        hsize_t ch = groups[gi].chunk_rows;
+        uint64_t new_chunks =
+            (gs->in_file + gs->n_rows + ch - 1) / ch - (gs->in_file + ch - 1) / ch;
+        bytes += groups[gi].n_columns * (new_chunks * ch * 8 + 4096);
+    }
+    return bytes + 64 * 1024;
+}
+
+/* After a failed write: put every growing column back at its old length, so the file
+ * never shows rows whose data did not reach it. Best effort (the file may be failing). */
+static void restore_lengths(trace *t) {
+    for (int gi = 0; gi < N_GROUPS; gi++) {
+        group_state *gs = &t->g[gi];
+        if (gs->n_rows == 0 || gs->group < 0) continue;
+        for (size_t c = 0; c < groups[gi].n_columns; c++)
+            if (gs->dsets[c] >= 0) H5Dset_extent(gs->dsets[c], &gs->in_file);
+    }
+    H5Eclear2(H5E_DEFAULT);
+}
+
+/* A failed flush: its rows are dropped (they never reach the file) and the trace takes no
+ * more; trace_close still writes the exit reason if the disk allows. */
+static int flush_failed(trace *t, int restore) {
+    if (restore) restore_lengths(t);
+    close_handles(t);
+    for (int gi = 0; gi < N_GROUPS; gi++) t->g[gi].n_rows = 0;
+    t->failed = 1;
+    return -1;
+}
+
 int trace_flush(trace *t, ccdl_error *err) {
     if (!t) return 0;
     char why[256];
+    if (t->failed)
+        return ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: an earlier write failed; no more rows",
+                         t->path);
     int rc = 0, pending = 0;
     for (int gi = 0; gi < N_GROUPS; gi++) pending += t->g[gi].n_rows > 0;
     if (!pending) return 0;
+    /* The disk first: a full disk or quota refuses the rows here, before any write, and
+     * the reserve left over from the last flush still holds the final attributes. */
+    uint64_t need = pending_bytes(t);
+    if (filespace_reserve(t->path, need + FINAL_RESERVE) != 0) {
+        rc = ccdl_fail(err, CCDL_ERR_RUNTIME,
+                       "%s: no room for the next %llu step rows (%s: %llu bytes); the trace "
+                       "keeps its first %llu",
+                       t->path, (unsigned long long)t->g[GROUP_STEPS].n_rows, strerror(errno),
+                       (unsigned long long)need, (unsigned long long)t->g[GROUP_STEPS].in_file);
+        flush_failed(t, 0);
+        return rc;
+    }
     if (open_handles(t) < 0) {
         rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot reopen to append (%s)", t->path,
                        h5_reason(why));
-        close_handles(t);
-        return rc;
+        return flush_failed(t, 0);
     }
     /* Cork each growing column: its new extent must not reach the disk (by a cache eviction)
      * before its rows do. Uncorked only after every write, just before H5Fflush. */
@@ -458,6 +523,9 @@ int trace_flush(trace *t, ccdl_error *err) {
                 rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot write /%s/%s (%s)", t->path,
                                gd->name, gd->columns[c].name, h5_reason(why));
     }
+    /* A failed write: the old lengths go back while still corked, so no new length ever
+     * reaches the disk. */
+    if (rc < 0) restore_lengths(t);
     /* uncork everything corked above, also after a failure; enabling flushes of an object
      * that is not corked is an HDF5 error, hence the H5Oare_mdc_flushes_disabled test */
     for (int gi = 0; gi < N_GROUPS; gi++) {
@@ -473,26 +541,25 @@ int trace_flush(trace *t, ccdl_error *err) {
                                    groups[gi].name, groups[gi].columns[c].name, h5_reason(why));
         }
     }
-    if (rc < 0) {
-        close_handles(t);
-        return rc;
-    }
+    if (rc < 0) return flush_failed(t, 1);
     /* H5Fflush writes raw chunks before metadata, so a kill inside it leaves each column at its
      * old or its new length with every visible row on disk. Columns may differ by this one
-     * flush (their headers are written one by one). */
+     * flush (their headers are written one by one). An I/O error inside it: the old lengths
+     * go back before the close writes the remaining metadata. */
     if (H5Fflush(t->file, H5F_SCOPE_GLOBAL) < 0) {
         rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot flush (%s)", t->path, h5_reason(why));
-        close_handles(t);
-        return rc;
+        return flush_failed(t, 1);
     }
     for (int gi = 0; gi < N_GROUPS; gi++) {
         t->g[gi].in_file += t->g[gi].n_rows;
         t->g[gi].n_rows = 0;
     }
     /* closing ends SWMR mode and clears the superblock's open-for-write mark */
-    if (close_handles(t) < 0)
+    if (close_handles(t) < 0) {
+        t->failed = 1;
         return ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot close after flush (%s)", t->path,
                          h5_reason(why));
+    }
     return 0;
 }
 
@@ -501,30 +568,45 @@ int trace_close(trace **tp, int completed, const char *exit_reason, ccdl_error *
     trace *t = *tp;
     *tp = NULL;
     char why[256];
-    int rc = trace_flush(t, err);
-    if (rc < 0) {
-        free_trace(t);
-        return -1;
+    /* After a failed flush the caller's reason already tells it; a flush failing now makes
+     * its own error the reason. Either way the run is not complete. */
+    int rc = 0;
+    if (t->failed) {
+        completed = 0;
+    } else if (trace_flush(t, err) < 0) {
+        rc = -1;
+        completed = 0;
+        exit_reason = err->text;
     }
 
-    /* Reopen without SWMR for the two final values. A kill between the flush above and the
-     * close below leaves completed = 0, which is true. */
+    /* Reopen without SWMR for the two final values, only with room on disk for them: a
+     * metadata write failing half way could break the file's root. A kill between the
+     * flush above and the close below leaves completed = 0, which is true. */
+    ccdl_error local;
+    ccdl_error *e = rc < 0 ? &local : err; /* the first error is the one reported */
+    if (filespace_reserve(t->path, FINAL_RESERVE) != 0) {
+        int r = ccdl_fail(e, CCDL_ERR_RUNTIME, "%s: no room on disk to record the exit reason (%s)",
+                          t->path, strerror(errno));
+        free_trace(t);
+        return r;
+    }
     hid_t fapl = writer_fapl();
     hid_t file = fapl >= 0 ? H5Fopen(t->path, H5F_ACC_RDWR, fapl) : -1;
     if (fapl >= 0) H5Pclose(fapl);
     if (file < 0) {
-        rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot reopen to mark completion (%s)", t->path,
+        rc = ccdl_fail(e, CCDL_ERR_RUNTIME, "%s: cannot reopen to mark completion (%s)", t->path,
                        h5_reason(why));
     } else {
         /* exit_reason on disk first, so that completed = 1 always comes with its reason */
         if (h5_attr_write_string(file, "exit_reason", exit_reason, 0) < 0 ||
             H5Fflush(file, H5F_SCOPE_LOCAL) < 0 ||
             h5_attr_write_int(file, "completed", completed ? 1 : 0, 0) < 0)
-            rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot write completion attributes (%s)",
+            rc = ccdl_fail(e, CCDL_ERR_RUNTIME, "%s: cannot write completion attributes (%s)",
                            t->path, h5_reason(why));
         if (H5Fclose(file) < 0 && rc == 0)
-            rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot close (%s)", t->path, h5_reason(why));
+            rc = ccdl_fail(e, CCDL_ERR_RUNTIME, "%s: cannot close (%s)", t->path, h5_reason(why));
     }
+    filespace_release(t->path);
     free_trace(t);
     return rc;
 }
