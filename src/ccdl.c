@@ -1,6 +1,6 @@
 /* ccdl.c: the command-line front end (docs/cli.md).
  *
- *   ccdl run SPEC [--out FILE] [--quiet] [--resume]
+ *   ccdl run SPEC [--out FILE] [--quiet] [--resume] [--force]
  *                                           train; `mpiexec -n P ccdl run ...` spreads workers
  *   ccdl validate SPEC                      check spec, rank count and data, train nothing
  *   ccdl spec-keys                          print the spec key reference (Markdown table)
@@ -13,6 +13,8 @@
  * checkpoint written (resumable). Only rank 0 prints errors. */
 #include <jansson.h>
 #include <mpi.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,7 @@
 #include "util.h"
 
 static const char usage[] =
-    "usage: ccdl run SPEC [--out FILE] [--quiet] [--resume]\n"
+    "usage: ccdl run SPEC [--out FILE] [--quiet] [--resume] [--force]\n"
     "       ccdl validate SPEC\n"
     "       ccdl spec-keys | trace-columns\n"
     "       ccdl topology [--kinds K1,K2,..] [--n N1,N2,..] [--json]\n"
@@ -37,14 +39,15 @@ static const char usage[] =
     "Decentralized deep learning experiments with consensus control.\n"
     "Run under MPI to spread the spec's workers over ranks: mpiexec -n P ccdl run SPEC\n"
     "(P must divide the number of workers). --resume continues from the run's checkpoint\n"
-    "if there is one. Exit codes: 0 ok, 1 failure while running, 2 bad input (spec, data\n"
+    "if there is one; --force overwrites a completed trace. Exit codes: 0 ok, 1 failure while "
+    "running, 2 bad input (spec, data\n"
     "file, checkpoint, command line), 3 stopped by SIGTERM/SIGINT/SIGUSR1 after writing a\n"
     "checkpoint (resumable). See docs/cli.md, docs/spec.md and docs/checkpoint.md.\n";
 
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "ccdl: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n%s", usage);
+    fputs(" (see ccdl --help)\n", stderr);
     return CCDL_EXIT_INPUT;
 }
 
@@ -55,8 +58,7 @@ static int exit_code(const ccdl_error *err) {
 }
 
 /* Runs with MPI initialised; returns the exit code (same on every rank). */
-static int command_with_mpi(const char *cmd, const char *spec_path, const char *out, int quiet,
-                            int resume) {
+static int command_with_mpi(const char *cmd, const char *spec_path, const train_options *opt) {
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     ccdl_spec spec;
@@ -66,8 +68,7 @@ static int command_with_mpi(const char *cmd, const char *spec_path, const char *
     int rc = spec_load(spec_path, &spec, &err);
     if (rc == 0) {
         if (strcmp(cmd, "run") == 0) {
-            train_options opt = {out, quiet, resume};
-            rc = train_run(&spec, &opt, MPI_COMM_WORLD, &err);
+            rc = train_run(&spec, opt, MPI_COMM_WORLD, &err);
         } else {
             rc = train_validate(&spec, MPI_COMM_WORLD, &err);
             if (rc == 0 && rank == 0) printf("%s: ok\n", spec_path);
@@ -153,6 +154,22 @@ static int command_topology(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- ccdl consensus-bench */
 
+/* An integer option in [lo, hi]: digits only (no sign, no wrap-around), no overflow. */
+static int parse_integer(const char *opt, const char *v, unsigned long long lo,
+                         unsigned long long hi, unsigned long long *out) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
+    if (!end || *end || errno == ERANGE || x < lo || x > hi) {
+        fprintf(stderr, "ccdl: consensus-bench: %s: expected an integer in [%llu, %llu]; got '%s'",
+                opt, lo, hi, v);
+        fputs(" (see ccdl --help)\n", stderr);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
 /* Parse the options; 0, or an exit code after printing a one-line error. */
 static int parse_bench_options(int argc, char **argv, consensus_bench_options *o, char *kinds_buf,
                                size_t kinds_cap, char *targets_buf, size_t targets_cap) {
@@ -164,29 +181,31 @@ static int parse_bench_options(int argc, char **argv, consensus_bench_options *o
     snprintf(targets_buf, targets_cap, "0.1,0.01,0.001");
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
+        unsigned long long x = 0;
         if (!v) return usage_error("consensus-bench: %s needs a value", a);
-        if (strcmp(a, "--n") == 0)
-            o->n = (int)strtol(v, &end, 10);
-        else if (strcmp(a, "--d") == 0)
-            o->d = (size_t)strtoull(v, &end, 10);
-        else if (strcmp(a, "--max-rounds") == 0)
-            o->max_rounds = (int)strtol(v, &end, 10);
-        else if (strcmp(a, "--seed") == 0)
-            o->seed = strtoull(v, &end, 10);
-        else if (strcmp(a, "--kinds") == 0)
+        if (strcmp(a, "--n") == 0) {
+            if (parse_integer(a, v, 1, BENCH_MAX_N, &x)) return CCDL_EXIT_INPUT;
+            o->n = (int)x;
+        } else if (strcmp(a, "--d") == 0) {
+            if (parse_integer(a, v, 1, BENCH_MAX_D, &x)) return CCDL_EXIT_INPUT;
+            o->d = (size_t)x;
+        } else if (strcmp(a, "--max-rounds") == 0) {
+            if (parse_integer(a, v, 1, BENCH_MAX_ROUNDS, &x)) return CCDL_EXIT_INPUT;
+            o->max_rounds = (int)x;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (parse_integer(a, v, 0, ULLONG_MAX, &x)) return CCDL_EXIT_INPUT;
+            o->seed = x;
+        } else if (strcmp(a, "--kinds") == 0) {
             snprintf(kinds_buf, kinds_cap, "%s", v);
-        else if (strcmp(a, "--targets") == 0)
+        } else if (strcmp(a, "--targets") == 0) {
             snprintf(targets_buf, targets_cap, "%s", v);
-        else if (strcmp(a, "--out") == 0)
+        } else if (strcmp(a, "--out") == 0) {
             o->out = v;
-        else
+        } else {
             return usage_error("consensus-bench: unknown option '%s'", a);
-        if (end && (*end || end == v)) return usage_error("consensus-bench: bad number '%s'", v);
+        }
         i++;
     }
-    if (o->n < 1 || o->d < 1 || o->max_rounds < 1)
-        return usage_error("%s", "consensus-bench: --n, --d and --max-rounds must be positive");
     char *items[64];
     int count = split_list(kinds_buf, items, 64);
     for (int k = 0; k < count && o->n_kinds < TOPO_KIND_COUNT; k++) {
@@ -248,16 +267,18 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "consensus-bench") == 0) return command_consensus_bench(argc, argv);
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "validate") != 0)
         return usage_error("unknown command '%s'", cmd);
-    const char *spec_path = NULL, *out = NULL;
-    int quiet = 0, resume = 0;
+    const char *spec_path = NULL;
+    train_options opt = {0};
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && strcmp(cmd, "run") == 0) {
             if (++i == argc) return usage_error("%s", "--out needs a file name");
-            out = argv[i];
+            opt.trace_path = argv[i];
         } else if (strcmp(argv[i], "--quiet") == 0 && strcmp(cmd, "run") == 0) {
-            quiet = 1;
+            opt.quiet = 1;
         } else if (strcmp(argv[i], "--resume") == 0 && strcmp(cmd, "run") == 0) {
-            resume = 1;
+            opt.resume = 1;
+        } else if (strcmp(argv[i], "--force") == 0 && strcmp(cmd, "run") == 0) {
+            opt.force = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return usage_error("unknown option '%s'", argv[i]);
         } else if (!spec_path) {
@@ -268,7 +289,7 @@ int main(int argc, char **argv) {
     }
     if (!spec_path) return usage_error("%s", "missing SPEC file");
     MPI_Init(&argc, &argv);
-    int code = command_with_mpi(cmd, spec_path, out, quiet, resume);
+    int code = command_with_mpi(cmd, spec_path, &opt);
     MPI_Finalize();
     return code;
 }

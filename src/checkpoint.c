@@ -230,6 +230,22 @@ int checkpoint_write(const char *path, const char *spec_json, const worker_state
 
 /* ---------------------------------------------------------------- reading */
 
+int checkpoint_is_checkpoint(const char *path) {
+    h5_quiet();
+    int ours = 0;
+    if (H5Fis_hdf5(path) > 0) {
+        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        char *format = NULL;
+        ccdl_error ignored;
+        if (file >= 0 && h5_attr_read_string(file, path, "format", &format, &ignored) == 0)
+            ours = strcmp(format, CHECKPOINT_FORMAT) == 0;
+        free(format);
+        if (file >= 0) H5Fclose(file);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return ours;
+}
+
 static int read_scalar_attr(hid_t obj, const char *path, const char *name, hid_t type, void *value,
                             ccdl_error *err) {
     hid_t attr = h5_open_attr(obj, path, name, err);

@@ -39,6 +39,10 @@ int checkpoint_write(const char *path, const char *spec_json, const worker_state
 int checkpoint_read(const char *path, const char *spec_json, worker_state *ws, const layout *l,
                     MPI_Comm comm, run_progress *p, ccdl_error *err);
 
+/* 1 if path is a ccdl checkpoint (any version), 0 if it is anything else (not HDF5, or
+ * HDF5 without the checkpoint's format attribute). Serial; no MPI. */
+int checkpoint_is_checkpoint(const char *path);
+
 /* The default checkpoint path for a trace: "run.h5" -> "run.ckpt.h5" (any other name gets
  * ".ckpt.h5" appended). */
 void checkpoint_default_path(const char *trace_path, char *out, size_t cap);

@@ -23,3 +23,13 @@ int agree(int rc, ccdl_error *err, MPI_Comm comm) {
     memcpy(err->text, msg.text, sizeof msg.text);
     return -1;
 }
+
+int ranks_on_node(MPI_Comm comm) {
+    MPI_Comm node;
+    int count = 1;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &count);
+        MPI_Comm_free(&node);
+    }
+    return count;
+}

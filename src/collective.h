@@ -13,4 +13,7 @@
  * rank's err (kind and text) copied to all. */
 int agree(int rc, ccdl_error *err, MPI_Comm comm);
 
+/* Collective: how many ranks of comm share this rank's node (for memory estimates). */
+int ranks_on_node(MPI_Comm comm);
+
 #endif

@@ -13,7 +13,7 @@ void consensus_init(consensus *c, const layout *l, MPI_Comm comm, size_t d) {
     c->comm = comm;
     c->d = d;
     c->mean = xalloc_floats(d);
-    c->scratch = xmalloc(sizeof(double) * (d ? d : 1));
+    c->scratch = xmalloc_array((d ? d : 1), sizeof(double));
 }
 
 void consensus_free(consensus *c) {

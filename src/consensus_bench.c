@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collective.h"
 #include "consensus.h"
 #include "gossip.h"
 #include "rng.h"
@@ -51,8 +52,8 @@ static void run_kind(const consensus_bench_options *opt, const layout *l, MPI_Co
     double theta2[l->per_rank];
     double smallest = opt->targets[0];
     for (int k = 1; k < opt->n_targets; k++) smallest = fmin(smallest, opt->targets[k]);
-    res->xi = xmalloc(sizeof(double) * (size_t)(opt->max_rounds + 1));
-    res->theta = xmalloc(sizeof(double) * (size_t)(opt->max_rounds + 1));
+    res->xi = xmalloc_array((size_t)(opt->max_rounds + 1), sizeof(double));
+    res->theta = xmalloc_array((size_t)(opt->max_rounds + 1), sizeof(double));
     res->xi[0] = consensus_distance_exact(&c, x);
     res->theta[0] = NAN;
     int r = 0;
@@ -139,6 +140,15 @@ int consensus_bench_run(const consensus_bench_options *opt, MPI_Comm comm, ccdl_
     MPI_Comm_rank(comm, &rank);
     layout l;
     if (layout_init(&l, opt->n, ranks, rank, err)) return -1;
+    /* each worker's vector, the gossip's copy and its receive buffer, on every rank here */
+    int node_ranks = ranks_on_node(comm);
+    double need = (double)opt->d * sizeof(float) * 3 * l.per_rank * node_ranks,
+           have = (double)memory_limit_bytes();
+    if (need > have)
+        return ccdl_fail(
+            err, CCDL_ERR_INPUT,
+            "--n %d x --d %zu needs %.1f GiB on this node; its memory limit is %.1f GiB", opt->n,
+            opt->d, need / (1 << 30), have / (1 << 30));
     kind_result *res = xcalloc((size_t)opt->n_kinds, sizeof *res);
     int rc = 0;
     for (int a = 0; a < opt->n_kinds && rc == 0; a++) {

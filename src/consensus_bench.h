@@ -14,6 +14,10 @@
 #include "util.h"
 
 #define BENCH_MAX_TARGETS 8
+/* Option ranges: n as for topologies, d up to 2^30 floats a worker, rounds up to 10^6. */
+#define BENCH_MAX_N 4096
+#define BENCH_MAX_D (1ull << 30)
+#define BENCH_MAX_ROUNDS 1000000
 
 typedef struct {
     int n;
@@ -28,7 +32,8 @@ typedef struct {
 } consensus_bench_options;
 
 /* Run on all ranks of comm (P must divide n); rank 0 prints the table and writes out.
- * -1 + err on bad options (CCDL_ERR_INPUT) or I/O failure. */
+ * -1 + err on bad options (CCDL_ERR_INPUT: also n x d that cannot fit in this node's
+ * memory, found before allocating) or I/O failure. */
 int consensus_bench_run(const consensus_bench_options *opt, MPI_Comm comm, ccdl_error *err);
 
 #endif

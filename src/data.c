@@ -8,9 +8,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "rng.h"
+
+/* A data file the loaders need, checked before it is opened: a missing one names the key
+ * (data.path) and the directory, a FIFO or directory is refused instead of blocking. */
+static int check_data_file(const char *path, ccdl_error *err) {
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
+        const char *slash = strrchr(path, '/');
+        return ccdl_fail(err, CCDL_ERR_INPUT, "data.path: %.*s has no %s",
+                         slash ? (int)(slash - path) : 1, slash ? path : ".",
+                         slash ? slash + 1 : path);
+    }
+    return check_input_file(path, err);
+}
 
 /* ---------------------------------------------------------------- IDX files */
 
@@ -34,6 +48,7 @@ static uint32_t be32(const unsigned char *b) {
 /* Read an IDX file of unsigned bytes with `ndims` dimensions; dims[] gets the sizes and
  * *data the payload (caller frees). Works on gzip and on plain files (zlib reads both). */
 static int idx_read(const char *path, int ndims, uint32_t *dims, uint8_t **data, ccdl_error *err) {
+    if (check_data_file(path, err)) return -1;
     gzFile f = gzopen(path, "rb");
     if (!f) return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     unsigned char head[4 + 4 * 3];
@@ -96,7 +111,7 @@ static int load_fashion_mnist(const char *dir, int train, dataset *ds, ccdl_erro
     ds->channels = 1, ds->height = 28, ds->width = 28;
     ds->classes = 10;
     ds->pixels = pixels;
-    ds->labels = xmalloc(sizeof(int32_t) * ds->count);
+    ds->labels = xmalloc_array(ds->count, sizeof(int32_t));
     for (int64_t i = 0; i < ds->count; i++) {
         if (labels[i] >= 10) {
             const unsigned bad = labels[i]; /* read before the buffer goes */
@@ -131,6 +146,7 @@ static int64_t file_size(FILE *f, const char *path, ccdl_error *err) {
 }
 
 static FILE *open_input(const char *path, ccdl_error *err) {
+    if (check_data_file(path, err)) return NULL;
     FILE *f = fopen(path, "rb");
     if (!f) ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     return f;
@@ -144,7 +160,7 @@ static int read_records(FILE *f, const char *path, int64_t count, int label_byte
                         ccdl_error *err) {
     const size_t record = (size_t)label_bytes + pixel_bytes;
     const int64_t chunk = 1024;
-    uint8_t *buf = xmalloc((size_t)chunk * record);
+    uint8_t *buf = xmalloc_array((size_t)chunk, record);
     int rc = 0;
     for (int64_t done = 0; done < count && rc == 0; done += chunk) {
         const int64_t n = count - done < chunk ? count - done : chunk;
@@ -208,8 +224,8 @@ static int load_cifar10(const char *dir, int train, dataset *ds, ccdl_error *err
     ds->count = total;
     ds->channels = 3, ds->height = 32, ds->width = 32;
     ds->classes = 10;
-    ds->pixels = xmalloc((size_t)total * CIFAR_PIXELS);
-    ds->labels = xmalloc(sizeof(int32_t) * (size_t)total);
+    ds->pixels = xmalloc_array((size_t)total, CIFAR_PIXELS);
+    ds->labels = xmalloc_array((size_t)total, sizeof(int32_t));
     int64_t at = 0;
     for (int k = 0; k < nfiles; k++) {
         FILE *f = open_input(path[k], err);
@@ -308,7 +324,7 @@ static int load_imagenet32(const char *dir, int train, dataset *ds, ccdl_error *
     if (!train && parts != 1)
         return ccdl_fail(err, CCDL_ERR_INPUT, "%s: header says %u parts, val.bin is one", path,
                          parts);
-    int64_t *records = xmalloc(sizeof(int64_t) * parts), total = 0;
+    int64_t *records = xmalloc_array(parts, sizeof(int64_t)), total = 0;
     for (uint32_t p = 1; p <= parts; p++) {
         in32_path(path, sizeof path, dir, train, p);
         f = in32_open(path, p, &h, err);
@@ -328,8 +344,8 @@ static int load_imagenet32(const char *dir, int train, dataset *ds, ccdl_error *
     ds->count = total;
     ds->channels = 3, ds->height = 32, ds->width = 32;
     ds->classes = IN32_CLASSES;
-    ds->pixels = xmalloc((size_t)total * IN32_PIXELS);
-    ds->labels = xmalloc(sizeof(int32_t) * (size_t)total);
+    ds->pixels = xmalloc_array((size_t)total, IN32_PIXELS);
+    ds->labels = xmalloc_array((size_t)total, sizeof(int32_t));
     int64_t at = 0;
     int rc = 0;
     for (uint32_t p = 1; p <= parts && rc == 0; p++) {
@@ -358,6 +374,11 @@ static int load_imagenet32(const char *dir, int train, dataset *ds, ccdl_error *
 int dataset_load(const char *name, const char *dir, int train, int64_t subset, dataset *ds,
                  ccdl_error *err) {
     memset(ds, 0, sizeof *ds);
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return ccdl_fail(err, CCDL_ERR_INPUT, "data.path: %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return ccdl_fail(err, CCDL_ERR_INPUT, "data.path: %s: not a directory", dir);
     int rc;
     if (strcmp(name, "fashion-mnist") == 0)
         rc = load_fashion_mnist(dir, train, ds, err);
@@ -546,13 +567,13 @@ int data_partition_dirichlet(const dataset *ds, int n, double alpha, int64_t min
     int64_t *class_start = xcalloc((size_t)K + 1, sizeof *class_start);
     for (int64_t i = 0; i < N; i++) class_start[ds->labels[i] + 1]++;
     for (int k = 0; k < K; k++) class_start[k + 1] += class_start[k];
-    int32_t *by_class = xmalloc(sizeof(int32_t) * (size_t)N);
-    int64_t *fill = xmalloc(sizeof(int64_t) * (size_t)K);
+    int32_t *by_class = xmalloc_array((size_t)N, sizeof(int32_t));
+    int64_t *fill = xmalloc_array((size_t)K, sizeof(int64_t));
     memcpy(fill, class_start, sizeof(int64_t) * (size_t)K);
     for (int64_t i = 0; i < N; i++) by_class[fill[ds->labels[i]]++] = (int32_t)i;
-    int32_t *scratch = xmalloc(sizeof(int32_t) * (size_t)N),
-            *owner = xmalloc(sizeof(int32_t) * (size_t)N);
-    double *logp = xmalloc(sizeof(double) * (size_t)n);
+    int32_t *scratch = xmalloc_array((size_t)N, sizeof(int32_t)),
+            *owner = xmalloc_array((size_t)N, sizeof(int32_t));
+    double *logp = xmalloc_array((size_t)n, sizeof(double));
     int64_t *sizes = xcalloc((size_t)n, sizeof *sizes);
     int ok = 0;
     for (int attempt = 0; attempt < 1000 && !ok; attempt++) {
@@ -571,7 +592,7 @@ int data_partition_dirichlet(const dataset *ds, int n, double alpha, int64_t min
     } else {
         part->n = n;
         part->offset = xcalloc((size_t)n + 1, sizeof *part->offset);
-        part->index = xmalloc(sizeof(int32_t) * (size_t)N);
+        part->index = xmalloc_array((size_t)N, sizeof(int32_t));
         for (int i = 0; i < n; i++) part->offset[i + 1] = part->offset[i] + sizes[i];
         memset(sizes, 0, sizeof(int64_t) * (size_t)n);
         for (int64_t i = 0; i < N; i++) /* ascending i: each worker's list comes out sorted */

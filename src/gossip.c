@@ -36,13 +36,13 @@ gossip *gossip_create(const layout *l, const topology *t, size_t d, MPI_Comm com
     for (int w = 0; w < l->per_rank; w++) g->out[w] = xalloc_floats(d);
     g->remote = xcalloc((size_t)l->n, sizeof(float *));
     g->max_row = topology_max_row(t);
-    g->cols = xmalloc(sizeof(int) * (size_t)(l->per_rank * g->max_row));
-    g->weights = xmalloc(sizeof(double) * (size_t)(l->per_rank * g->max_row));
-    g->row_len = xmalloc(sizeof(int) * (size_t)l->per_rank);
+    g->cols = xmalloc_array((size_t)l->per_rank * (size_t)g->max_row, sizeof(int));
+    g->weights = xmalloc_array((size_t)l->per_rank * (size_t)g->max_row, sizeof(double));
+    g->row_len = xmalloc_array((size_t)l->per_rank, sizeof(int));
     g->needed = xmalloc((size_t)l->n);
-    g->sendto = xmalloc((size_t)l->per_rank * (size_t)l->ranks);
-    g->reqs = xmalloc(sizeof(MPI_Request) * 2 * (size_t)l->n);
-    g->statuses = xmalloc(sizeof(MPI_Status) * 2 * (size_t)l->n);
+    g->sendto = xmalloc_array((size_t)l->per_rank, (size_t)l->ranks);
+    g->reqs = xmalloc_array(2 * (size_t)l->n, sizeof(MPI_Request));
+    g->statuses = xmalloc_array(2 * (size_t)l->n, sizeof(MPI_Status));
     return g;
 }
 

@@ -103,7 +103,7 @@ int layer_set_memory(layer_set *s, dnnl_memory_t *mem, const dnnl_memory_desc_t 
         return -1;
     if (s->n_mems == s->cap_mems) {
         s->cap_mems = s->cap_mems ? 2 * s->cap_mems : 64;
-        s->mems = xrealloc(s->mems, (size_t)s->cap_mems * sizeof *s->mems);
+        s->mems = xrealloc(s->mems, size_mul((size_t)s->cap_mems, sizeof *s->mems));
     }
     s->mems[s->n_mems++] = (struct layer_mem){*mem, offset};
     s->bound_base = NULL; /* a new arena memory needs pointing */
@@ -119,7 +119,7 @@ int layer_set_memory_new(layer_set *s, dnnl_memory_t *mem, const dnnl_memory_des
 static void set_add_op(layer_set *s, layer_op *o) {
     if (s->n_ops == s->cap_ops) {
         s->cap_ops = s->cap_ops ? 2 * s->cap_ops : 64;
-        s->ops = xrealloc(s->ops, (size_t)s->cap_ops * sizeof *s->ops);
+        s->ops = xrealloc(s->ops, size_mul((size_t)s->cap_ops, sizeof *s->ops));
     }
     s->ops[s->n_ops++] = o;
 }

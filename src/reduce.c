@@ -50,7 +50,7 @@ double sum_in_order(const double *v, int count) {
 }
 
 double reduce_sum_scalars(const layout *l, MPI_Comm comm, const double *local) {
-    double *all = xmalloc(sizeof(double) * (size_t)l->n);
+    double *all = xmalloc_array((size_t)l->n, sizeof(double));
     reduce_gather_scalars(l, comm, local, all);
     double s = sum_in_order(all, l->n);
     free(all);

@@ -23,12 +23,12 @@ int sampler_init(sampler *s, const dataset *ds, int n, int first, int local, int
         for (int w = 0; w < local; w++) {
             int i = first + w;
             s->order[w] =
-                xmalloc(sizeof(int32_t) * (size_t)(s->part.offset[i + 1] - s->part.offset[i]));
+                xmalloc_array((size_t)(s->part.offset[i + 1] - s->part.offset[i]), sizeof(int32_t));
         }
     } else {
-        s->perm = xmalloc(sizeof(int32_t) * (size_t)ds->count);
+        s->perm = xmalloc_array((size_t)ds->count, sizeof(int32_t));
     }
-    s->idx = xmalloc(sizeof(int32_t) * (size_t)batch);
+    s->idx = xmalloc_array((size_t)batch, sizeof(int32_t));
     s->aug.crop_pad = augment ? 4 : 0;
     s->aug.flip = augment ? 1 : 0;
     s->rng = xcalloc((size_t)local, sizeof(rng_t));

@@ -131,7 +131,7 @@ static int mod(long a, int n) {
 /* Partner of i in the round's uniform random matching; i itself if it idles (n odd). */
 static int random_partner(const topology *t, int64_t round, int i) {
     int n = t->n;
-    int32_t *perm = xmalloc(sizeof(int32_t) * (size_t)n);
+    int32_t *perm = xmalloc_array((size_t)n, sizeof(int32_t));
     rng_t r;
     rng_seed(&r, t->seed, RNG_TOPOLOGY, (uint64_t)round, 0);
     for (int a = 0; a < n; a++) perm[a] = a;
@@ -193,8 +193,8 @@ int topology_row(const topology *t, int64_t round, int i, int *cols, double *wei
 double *topology_dense(const topology *t, int64_t round) {
     int n = t->n, m = topology_max_row(t);
     double *W = xcalloc((size_t)n * (size_t)n, sizeof(double));
-    int *cols = xmalloc(sizeof(int) * (size_t)m);
-    double *w = xmalloc(sizeof(double) * (size_t)m);
+    int *cols = xmalloc_array((size_t)m, sizeof(int));
+    double *w = xmalloc_array((size_t)m, sizeof(double));
     for (int i = 0; i < n; i++) {
         int k = topology_row(t, round, i, cols, w);
         for (int a = 0; a < k; a++) W[(size_t)i * n + cols[a]] = w[a];
@@ -233,8 +233,8 @@ int topology_mixing_stats(const topology *t, topology_mixing *out, ccdl_error *e
                   : t->kind == TOPO_BIPARTITE_EXPONENTIAL ? bipartite_period(n)
                   : t->kind == TOPO_RANDOM_MATCHING       ? 0
                                                           : 1;
-    int *cols = xmalloc(sizeof(int) * (size_t)topology_max_row(t));
-    double *w = xmalloc(sizeof(double) * (size_t)topology_max_row(t));
+    int *cols = xmalloc_array((size_t)topology_max_row(t), sizeof(int));
+    double *w = xmalloc_array((size_t)topology_max_row(t), sizeof(double));
     for (int64_t r = 0; r < (out->period ? out->period : 1); r++)
         for (int i = 0; i < n; i++) {
             int deg = topology_row(t, r, i, cols, w) - 1;
@@ -246,7 +246,7 @@ int topology_mixing_stats(const topology *t, topology_mixing *out, ccdl_error *e
         out->spectral_gap = out->p = 1.0;
         return 0;
     }
-    double *eig = xmalloc(sizeof(double) * (size_t)n);
+    double *eig = xmalloc_array((size_t)n, sizeof(double));
     double *M = NULL;
     int rc = 0;
     if (out->period == 1) {

@@ -342,7 +342,7 @@ static trace *create_file(const char *path, const trace_meta *meta, const char *
     t->file = -1;
     for (int gi = 0; gi < N_GROUPS; gi++) {
         t->g[gi].group = -1;
-        t->g[gi].dsets = xmalloc(groups[gi].n_columns * sizeof(hid_t));
+        t->g[gi].dsets = xmalloc_array(groups[gi].n_columns, sizeof(hid_t));
         for (size_t c = 0; c < groups[gi].n_columns; c++) t->g[gi].dsets[c] = -1;
     }
 
@@ -390,7 +390,7 @@ trace *trace_create(const char *path, const trace_meta *meta, ccdl_error *err) {
 static void append_row(group_state *gs, size_t row_size, const void *row) {
     if (gs->n_rows == gs->cap_rows) {
         gs->cap_rows = gs->cap_rows ? 2 * gs->cap_rows : 256;
-        gs->rows = xrealloc(gs->rows, gs->cap_rows * row_size);
+        gs->rows = xrealloc(gs->rows, size_mul(gs->cap_rows, row_size));
     }
     memcpy(gs->rows + gs->n_rows * row_size, row, row_size);
     gs->n_rows++;
@@ -618,11 +618,7 @@ int trace_close(trace **tp, int completed, const char *exit_reason, ccdl_error *
  * written without SWMR. Error names the file. */
 static hid_t open_for_reading(const char *path, ccdl_error *err) {
     h5_quiet();
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot open: is a directory", path);
+    if (check_input_file(path, err)) return -1;
     if (H5Fis_hdf5(path) <= 0) {
         H5Eclear2(H5E_DEFAULT);
         return ccdl_fail(err, CCDL_ERR_INPUT, "%s: not an HDF5 file", path);
@@ -682,7 +678,7 @@ int trace_read_column(const char *path, const char *group, const char *name, dou
         ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot inspect %s (%s)", path, dpath, h5_reason(why));
         goto done;
     }
-    double *buf = xmalloc((size_t)n * sizeof(double));
+    double *buf = xmalloc_array((size_t)n, sizeof(double));
     /* HDF5 converts any integer or float type to double on read */
     if (n > 0 && H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         free(buf);
@@ -814,6 +810,20 @@ static hsize_t group_rows(hid_t file, int gi) {
     return len;
 }
 
+int trace_path_state(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return errno == ENOENT ? TRACE_PATH_FREE : TRACE_PATH_FOREIGN;
+    if (!S_ISREG(st.st_mode)) return TRACE_PATH_FOREIGN;
+    ccdl_error ignored;
+    char *version = NULL;
+    long completed = 0;
+    int ours = trace_read_attr_string(path, "ccdl_version", &version, &ignored) == 0 &&
+               trace_read_attr_int(path, "completed", &completed, &ignored) == 0;
+    free(version);
+    if (!ours) return TRACE_PATH_FOREIGN;
+    return completed == 1 ? TRACE_PATH_COMPLETED : TRACE_PATH_RUNNING;
+}
+
 trace *trace_resume(const char *path, const trace_meta *meta,
                     const int64_t rows[TRACE_RESULT_GROUPS], ccdl_error *err) {
     hid_t old = open_for_reading(path, err);
@@ -839,7 +849,7 @@ trace *trace_resume(const char *path, const trace_meta *meta,
         group_state *gs = &t->g[gi];
         hsize_t n = gi < TRACE_RESULT_GROUPS ? (hsize_t)rows[gi] : group_rows(old, gi);
         gs->cap_rows = n ? n : 1;
-        gs->rows = xrealloc(gs->rows, gs->cap_rows * gd->row_size);
+        gs->rows = xrealloc(gs->rows, size_mul(gs->cap_rows, gd->row_size));
         memset(gs->rows, 0, gs->cap_rows * gd->row_size);
         for (size_t c = 0; c < gd->n_columns; c++)
             if (read_rows(t, old, path, gi, &gd->columns[c], n, err)) goto fail;

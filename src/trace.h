@@ -87,6 +87,12 @@ void trace_append_resume(trace *t, const trace_resume_row *row);
 /* Rows of each result group so far (written and buffered). */
 void trace_row_counts(const trace *t, int64_t rows[TRACE_RESULT_GROUPS]);
 
+/* What is at a trace's output path: TRACE_PATH_FREE (nothing), TRACE_PATH_RUNNING (a ccdl
+ * trace not completed: failed, killed or stopped), TRACE_PATH_COMPLETED, or TRACE_PATH_FOREIGN
+ * (anything else: not HDF5, HDF5 that no ccdl wrote, not a regular file). Serial; no MPI. */
+enum { TRACE_PATH_FREE, TRACE_PATH_RUNNING, TRACE_PATH_COMPLETED, TRACE_PATH_FOREIGN };
+int trace_path_state(const char *path);
+
 /* Continue the trace at path after a resume: it must be a trace of meta->spec_json holding
  * at least rows[g] rows of each result group. Its first rows[g] rows (and every /resumes
  * row) are copied into a new file with the same root attributes, completed = 0 and

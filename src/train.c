@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -48,6 +49,7 @@ typedef struct {
     const ccdl_spec *spec;
     layout lay;
     MPI_Comm comm;
+    int node_ranks; /* ranks of comm sharing this rank's node (memory estimate) */
     dataset train, test;
     sampler samp;
     model *net;
@@ -99,22 +101,80 @@ static int check_output_path(const char *path, const char *what, ccdl_error *err
     if (access(dir, W_OK | X_OK) != 0)
         return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot write the %s there: %s", path, what,
                          strerror(errno));
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: the %s path is not a regular file; refusing to write it", path, what);
     return 0;
 }
 
+/* Outputs are never clobbered: what is at the trace and checkpoint paths must be ours.
+ * A completed trace is refused unless --force (a --resume leaves it alone instead). */
+static int check_outputs(const char *trace_path, const char *ckpt_path, const train_options *opt,
+                         ccdl_error *err) {
+    if (check_output_path(trace_path, "trace", err) ||
+        check_output_path(ckpt_path, "checkpoint", err))
+        return -1;
+    struct stat a, b;
+    if (strcmp(trace_path, ckpt_path) == 0 ||
+        (stat(trace_path, &a) == 0 && stat(ckpt_path, &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino))
+        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: the trace and the checkpoint are one file",
+                         trace_path);
+    switch (trace_path_state(trace_path)) {
+    case TRACE_PATH_FOREIGN:
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: exists and is not a ccdl trace; refusing to overwrite it",
+                         trace_path);
+    case TRACE_PATH_COMPLETED:
+        if (opt && !opt->force && !opt->resume)
+            return ccdl_fail(err, CCDL_ERR_INPUT,
+                             "%s: holds a completed run; --force overwrites it, --resume keeps it",
+                             trace_path);
+        break;
+    default:
+        break;
+    }
+    if (access(ckpt_path, F_OK) == 0 && !checkpoint_is_checkpoint(ckpt_path))
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: exists and is not a ccdl checkpoint; refusing to overwrite it",
+                         ckpt_path);
+    return 0;
+}
+
+/* The per-worker state (parameters, gradients, a gossip copy, the optimizer's moments) of
+ * every rank on this node must fit in its memory: refused here, by name, rather than as an
+ * allocation failure and an MPI_Abort hours later or a kill by the OOM killer. A lower
+ * bound: activations, data and libraries come on top. */
+static int check_memory(const run_state *r, ccdl_error *err) {
+    const ccdl_spec *s = r->spec;
+    uint64_t d = model_param_count(r->net);
+    int moments = strcmp(s->optimizer.kind, "adam") == 0 ? 2 : s->optimizer.momentum > 0;
+    double per_worker = (double)d * sizeof(float) * (3 + moments);
+    double need = per_worker * r->lay.per_rank * r->node_ranks;
+    double have = (double)memory_limit_bytes();
+    if (need <= have) return 0;
+    return ccdl_fail(err, CCDL_ERR_INPUT,
+                     "workers: %d workers of %llu parameters need %.1f GiB of worker state on "
+                     "this node (%d rank%s x %d workers); its memory limit is %.1f GiB",
+                     s->workers, (unsigned long long)d, need / (1 << 30), r->node_ranks,
+                     r->node_ranks == 1 ? "" : "s", r->lay.per_rank, have / (1 << 30));
+}
+
 /* Everything that can fail because of the input, checked on every rank and agreed on. */
-static int setup_checked(run_state *r, const char *trace_path, ccdl_error *err) {
+static int setup_checked(run_state *r, const char *trace_path, const train_options *opt,
+                         ccdl_error *err) {
     const ccdl_spec *s = r->spec;
     int ranks, rank;
     MPI_Comm_size(r->comm, &ranks);
     MPI_Comm_rank(r->comm, &rank);
     if (layout_init(&r->lay, s->workers, ranks, rank, err)) return -1;
-    if (check_output_path(trace_path, "trace", err)) return -1;
     if (s->checkpoint.path[0])
         snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s", s->checkpoint.path);
     else
         checkpoint_default_path(trace_path, r->ckpt_path, sizeof r->ckpt_path);
-    if (s->checkpoint.path[0] && check_output_path(r->ckpt_path, "checkpoint", err)) return -1;
+    /* rank 0 reads the files; the verdict is agreed on with the rest of the setup */
+    if (rank == 0 && check_outputs(trace_path, r->ckpt_path, opt, err)) return -1;
     if (setup_data(r, err)) return -1;
     model_config mc = s->model;
     mc.in_channels = r->train.channels;
@@ -122,8 +182,9 @@ static int setup_checked(run_state *r, const char *trace_path, ccdl_error *err) 
     mc.in_width = r->train.width;
     mc.classes = r->train.classes;
     r->net = model_create(&mc, max_batch_of(s), err);
+    if (!r->net || check_memory(r, err)) return -1;
     /* build the training primitives now, so a oneDNN failure stops us before the trace */
-    if (!r->net || model_prepare(r->net, s->schedule.local_batch, 1, err)) return -1;
+    if (model_prepare(r->net, s->schedule.local_batch, 1, err)) return -1;
     r->spec_json = spec_canonical_json(s);
     double targets[SPEC_MAX_DECAYS + 1];
     if (reference_phase_targets(s, r->spec_json, targets, err)) return -1;
@@ -150,8 +211,8 @@ static void setup_buffers(run_state *r) {
     r->opt.decay_mask = r->decay_mask;
     optimizer_declare(&r->opt, &r->ws, r->d);
     size_t sample = (size_t)r->train.channels * r->train.height * r->train.width;
-    r->batch_x = xalloc_floats(sample * (size_t)max_batch_of(s));
-    r->batch_y = xmalloc(sizeof(int32_t) * (size_t)max_batch_of(s));
+    r->batch_x = xalloc_floats(size_mul(sample, (size_t)max_batch_of(s)));
+    r->batch_y = xmalloc_array((size_t)max_batch_of(s), sizeof(int32_t));
     schedule_init(&r->sched, s, r->samp.steps_per_epoch);
     consensus_init(&r->cons, &r->lay, r->comm, r->d);
     int gossips = 0;
@@ -406,6 +467,29 @@ static void boundary_flags(run_state *r, int *sig, int *time_due) {
     *time_due = all[1];
 }
 
+/* ---------------------------------------------------------------- divergence */
+
+/* A run has diverged when its mean training loss or gradient norm is not finite, or the
+ * loss exceeds DIVERGED_LOSS_FACTOR x ln(classes): ln(classes) is the loss of a uniform
+ * guess, and a mean loss 100 times that gives the right class a probability below
+ * e^-230. Adam at a huge learning rate stays finite (loss ~1e9) and only the second test
+ * catches it. Non-finite parameters show in the next step's loss. Both values are
+ * reduced over all workers, so every rank decides alike. Documented in docs/cli.md. */
+#define DIVERGED_LOSS_FACTOR 100.0
+
+static int diverged(const run_state *r, int64_t step, const step_result *res, ccdl_error *err) {
+    double bound = DIVERGED_LOSS_FACTOR * log((double)r->train.classes);
+    if (!isfinite(res->loss) || !isfinite(res->grad_norm))
+        return ccdl_fail(err, CCDL_ERR_RUNTIME,
+                         "diverged at step %lld: training loss %g, gradient norm %g",
+                         (long long)step, res->loss, res->grad_norm);
+    if (res->loss > bound)
+        return ccdl_fail(err, CCDL_ERR_RUNTIME,
+                         "diverged at step %lld: training loss %g exceeds %g (%g x ln %d classes)",
+                         (long long)step, res->loss, bound, DIVERGED_LOSS_FACTOR, r->train.classes);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the loop */
 
 /* 0: finished. -1 + err: failed (CCDL_ERR_RUNTIME) or stopped by a signal after a
@@ -434,9 +518,7 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
         p->epoch_loss_sum += res.loss;
         p->epoch_xi_sum += res.xi;
         phase_add(&p->phase, &res);
-        if (!isfinite(res.loss))
-            return ccdl_fail(err, CCDL_ERR_RUNTIME, "training diverged at step %lld (loss %g)",
-                             (long long)step, res.loss);
+        if (diverged(r, step, &res, err)) return -1;
         if (rank0) {
             if (res.comm.capped && p->phase.capped == 1)
                 fprintf(stderr,
@@ -463,6 +545,10 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
         const int epoch_end = k == steps - 1, last = step == total - 1;
         if (epoch_end) {
             eval_result ev = evaluate(r);
+            if (!isfinite(ev.test_loss))
+                return ccdl_fail(err, CCDL_ERR_RUNTIME,
+                                 "diverged at step %lld: the averaged model's test loss is %g",
+                                 (long long)step, ev.test_loss);
             double elapsed = wall_seconds() - start;
             int rc = 0;
             if (rank0) {
@@ -505,7 +591,8 @@ int train_validate(const ccdl_spec *spec, MPI_Comm comm, ccdl_error *err) {
     run_state r = {0};
     r.spec = spec;
     r.comm = comm;
-    int rc = agree(setup_checked(&r, spec->trace.path, err), err, comm);
+    r.node_ranks = ranks_on_node(comm);
+    int rc = agree(setup_checked(&r, spec->trace.path, NULL, err), err, comm);
     teardown(&r);
     return rc;
 }
@@ -571,7 +658,8 @@ int train_run(const ccdl_spec *spec, const train_options *opt, MPI_Comm comm, cc
     /* caught from the start: a stop asked for during setup takes effect after the first step */
     struct sigaction old[N_STOP_SIGNALS];
     catch_stop_signals(old);
-    int rc = agree(setup_checked(&r, path, err), err, comm);
+    r.node_ranks = ranks_on_node(comm);
+    int rc = agree(setup_checked(&r, path, opt, err), err, comm);
     if (rc == 0) {
         setup_buffers(&r);
         rc = open_trace(&r, opt, path, err);

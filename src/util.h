@@ -42,7 +42,10 @@ void *xmalloc_at(size_t size, const char *file, int line);
 void *xcalloc_at(size_t count, size_t size, const char *file, int line);
 void *xrealloc_at(void *ptr, size_t size, const char *file, int line);
 char *xstrdup_at(const char *s, const char *file, int line);
+void *xmalloc_array_at(size_t count, size_t size, const char *file, int line);
 #define xmalloc(size) xmalloc_at((size), __FILE__, __LINE__)
+/* count * size bytes, fatal on overflow as on exhaustion (like reallocarray) */
+#define xmalloc_array(count, size) xmalloc_array_at((count), (size), __FILE__, __LINE__)
 #define xcalloc(count, size) xcalloc_at((count), (size), __FILE__, __LINE__)
 #define xrealloc(ptr, size) xrealloc_at((ptr), (size), __FILE__, __LINE__)
 #define xstrdup(s) xstrdup_at((s), __FILE__, __LINE__)
@@ -51,13 +54,25 @@ char *xstrdup_at(const char *s, const char *file, int line);
 float *xalloc_floats_at(size_t count, const char *file, int line);
 #define xalloc_floats(count) xalloc_floats_at((count), __FILE__, __LINE__)
 
+/* The memory this process may use: the least of physical memory, its address-space limit
+ * and its cgroup's memory.max (Slurm's --mem), in bytes. */
+uint64_t memory_limit_bytes(void);
+
+/* a * b, or -1 (SIZE_MAX) when the product overflows; allocation sizes go through it. */
+size_t size_mul(size_t a, size_t b);
+
 /* Wall-clock seconds from a monotonic clock. */
 double wall_seconds(void);
 
 /* The directory part of path: "a/b.h5" -> "a", "b.h5" -> ".", "/b.h5" -> "/". */
 void path_directory(const char *path, char *dir, size_t cap);
 
-/* Read a whole file into a NUL-terminated buffer (caller frees). NULL + err on failure. */
+/* An input file must be a regular file: a FIFO would block the reader forever, a directory
+ * reads as nothing. 0, or -1 + err (CCDL_ERR_INPUT) naming path and what it is instead. */
+int check_input_file(const char *path, ccdl_error *err);
+
+/* Read a whole text file (at most 64 MiB, no NUL bytes) into a NUL-terminated buffer
+ * (caller frees). NULL + err (CCDL_ERR_INPUT, naming path) on failure. */
 char *read_text_file(const char *path, size_t *len, ccdl_error *err);
 
 #endif

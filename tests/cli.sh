@@ -13,6 +13,46 @@ check "unknown option: exit 2" test "$code" -eq 2
 check "missing spec file: exit 2" test "$code" -eq 2
 check "missing spec file: one line naming it" \
     sh -c "test \$(wc -l < '$work/e') -eq 1 && grep -q 'nonexistent.json: cannot open' '$work/e'"
+# usage errors: one line naming the problem and pointing at --help, not the whole usage
+for args in "frobnicate" "run" "run $specs/tiny-ring.json --bogus" "run --out" \
+    "consensus-bench --d -5" "consensus-bench --n 99999999999999999999"; do
+    # shellcheck disable=SC2086
+    "$CCDL" $args > /dev/null 2> "$work/e"; code=$?
+    check "usage error '$args': exit 2, one line with see ccdl --help" \
+        sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -q 'see ccdl --help' '$work/e'"
+done
+# spec files that are not text files: a NUL byte, a FIFO, a directory; 1 and 2 ranks
+printf '{"name": "x"}\0{"workers": "garbage"' > "$work/nul.json"
+mkfifo "$work/fifo.json"
+for p in 1 2; do
+    for bad in "nul.json:a NUL byte at offset 13" "fifo.json:is a FIFO, not a file" \
+        ".:is a directory, not a file"; do
+        file=${bad%%:*} want=${bad#*:}
+        for cmd in run validate; do
+            timeout 30 "$MPIEXEC" -n "$p" "$CCDL" "$cmd" "$work/$file" > /dev/null 2> "$work/e"
+            code=$?
+            check "$cmd $file on $p rank(s): exit 2, one line: $want" \
+                sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -qF '$want' '$work/e'"
+        done
+    done
+done
+# within the documented ranges but beyond this node's memory: refused up front by name
+sed -e 's/"workers": 4,/"workers": 4096,/' -e 's/"hidden": \[32\]/"hidden": [4096, 4096]/' \
+    -e 's/"train_subset": 2048, "test_subset": 1000/"test_subset": 8192/' -e 's/"local_batch": 16/"local_batch": 8/' \
+    "$specs/tiny-ring.json" > "$work/huge.json"
+for p in 1 2; do
+    for cmd in validate run; do
+        timeout 60 "$MPIEXEC" -n "$p" "$CCDL" "$cmd" "$work/huge.json" > /dev/null 2> "$work/e"
+        code=$?
+        check "$cmd beyond memory on $p rank(s): exit 2, one line naming workers and GiB" \
+            sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -q '^ccdl: workers: 4096 workers of .* GiB of worker state' '$work/e'"
+    done
+    timeout 60 "$MPIEXEC" -n "$p" "$CCDL" consensus-bench --n 4096 --d 1073741824 --kinds ring \
+        > /dev/null 2> "$work/e"
+    code=$?
+    check "consensus-bench beyond memory on $p rank(s): exit 2, one line" \
+        sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -q 'needs .* GiB' '$work/e'"
+done
 check "validate a good spec" sh -c "'$CCDL' validate '$specs/tiny-ring.json' | grep -q ': ok'"
 check "validate on 2 ranks" sh -c "'$MPIEXEC' -n 2 '$CCDL' validate '$specs/tiny-ring.json' | grep -q ': ok'"
 check "spec-keys lists every section" sh -c "'$CCDL' spec-keys | grep -q '| \`topology.kind\` |'"

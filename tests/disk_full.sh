@@ -25,7 +25,11 @@ sed 's#"communication"#"checkpoint": {"path": "'"$disk"'/c.ckpt.h5"}, "communica
     "$work/spec.json" > "$work/ckpt-full.json"
 # the uninterrupted run, of the very spec the checkpoint case runs (the trace holds the spec)
 mount_disk 8m
+start=$(date +%s)
 mpirun 2 "$CCDL" run "$work/ckpt-full.json" --quiet --out "$work/ref.h5" || fail "uninterrupted run"
+# "within 10 s" of the fault: a failing run may take as long as the whole uninterrupted one
+# (on a loaded machine that is itself seconds) plus 10 s; a hang hits the 60 s timeout
+limit=$(($(date +%s) - start + 10))
 
 # rows_real TRACE STEPS: every row of every group equals the reference's (wallclock columns
 # aside), with exactly STEPS step rows; prints the row counts and the exit reason
@@ -61,7 +65,7 @@ rc=$?
 took=$(($(date +%s) - start))
 cat "$work/err"
 check "trace disk full: exit 1 (got $rc)" [ "$rc" = 1 ]
-check "trace disk full: ended within 10 s (took $took s)" [ "$took" -le 10 ]
+check "trace disk full: ended within 10 s of the fault (took $took s, limit $limit)" [ "$took" -le "$limit" ]
 check "trace disk full: one line" [ "$(wc -l < "$work/err")" = 1 ]
 check "trace disk full: the line says so" grep -q "no room for the next" "$work/err"
 check "trace disk full: 4096 real step rows, exit_reason recorded" rows_real "$disk/t.h5" 4096
@@ -78,7 +82,7 @@ rc=$?
 took=$(($(date +%s) - start))
 cat "$work/err"
 check "checkpoint disk full: exit 1 (got $rc)" [ "$rc" = 1 ]
-check "checkpoint disk full: ended within 10 s (took $took s)" [ "$took" -le 10 ]
+check "checkpoint disk full: ended within 10 s of the fault (took $took s, limit $limit)" [ "$took" -le "$limit" ]
 check "checkpoint disk full: one line naming the checkpoint" \
     [ "$(wc -l < "$work/err")" = 1 -a "$(grep -c "no room for the checkpoint" "$work/err")" = 1 ]
 check "checkpoint disk full: 512 real step rows" rows_real "$work/c.h5" 512

@@ -73,12 +73,12 @@ sweep submit "$work/tiny" --dry-run > "$work/submit.log" 2>&1
 check "submit: nothing to submit when all completed" grep -q 'nothing to submit: 6 of 6 runs completed' "$work/submit.log"
 # one run fails (diverges), one trace disappears
 sed -e 's/"lr": 0.05/"lr": 100000/' "$specs/tiny-ring.json" > "$work/diverge.json"
-"$CCDL" run "$work/diverge.json" --quiet --out "$work/tiny/traces/ring-gossip-s2.h5" 2> /dev/null
+"$CCDL" run "$work/diverge.json" --quiet --force --out "$work/tiny/traces/ring-gossip-s2.h5" 2> /dev/null
 rm "$work/tiny/traces/complete-gossip-s1.h5"
 touch -d '2001-01-01' "$work/tiny/traces/"*.h5
 sweep status "$work/tiny" > "$work/status.log" 2>&1
 rc=$?
-if [ "$rc" -eq 1 ] && grep -q '^failed  *ring-gossip-s2  *exit_reason: training diverged' "$work/status.log" \
+if [ "$rc" -eq 1 ] && grep -q '^failed  *ring-gossip-s2  *exit_reason: diverged at step' "$work/status.log" \
     && grep -q '^missing  *complete-gossip-s1' "$work/status.log" \
     && grep -q '^tiny: 6 runs: 4 completed, 1 failed, 1 missing$' "$work/status.log" \
     && grep -qF "ccdl-sweep submit $(cd "$work/tiny" && pwd)" "$work/status.log"; then
