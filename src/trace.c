@@ -268,6 +268,8 @@ static int write_root_attrs(hid_t file, const trace_meta *meta, const char *crea
     char created[32];
     iso8601_utc_now(created);
     if (created_at) snprintf(created, sizeof created, "%s", created_at);
+    if (h5_attr_write_string(file, "format", TRACE_FORMAT, 1) < 0) return -1;
+    if (h5_attr_write_int(file, "format_version", TRACE_FORMAT_VERSION, 1) < 0) return -1;
     if (h5_attr_write_string(file, "ccdl_version", meta->version, 1) < 0) return -1;
     if (h5_attr_write_string(file, "spec", meta->spec_json, 1) < 0) return -1;
     if (h5_attr_write_int(file, "n", meta->n_workers, 1) < 0) return -1;
@@ -633,6 +635,22 @@ static hid_t open_for_reading(const char *path, ccdl_error *err) {
         return ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot open HDF5 file (%s)", path,
                          h5_reason(why));
     }
+    /* a trace of another format version is refused by every reader */
+    if (H5Aexists(file, "format_version") > 0) {
+        long version = 0;
+        hid_t attr = h5_open_attr(file, path, "format_version", err);
+        int ok = attr >= 0 && H5Aread(attr, H5T_NATIVE_LONG, &version) >= 0;
+        if (attr >= 0) H5Aclose(attr);
+        if (!ok || version != TRACE_FORMAT_VERSION) {
+            H5Fclose(file);
+            H5Eclear2(H5E_DEFAULT);
+            return ok ? ccdl_fail(err, CCDL_ERR_INPUT,
+                                  "%s: trace format version %ld; this ccdl reads version %d", path,
+                                  version, TRACE_FORMAT_VERSION)
+                      : ccdl_fail(err, CCDL_ERR_INPUT, "%s: unreadable format_version", path);
+        }
+    }
+    H5Eclear2(H5E_DEFAULT);
     return file;
 }
 
@@ -810,15 +828,17 @@ static hsize_t group_rows(hid_t file, int gi) {
     return len;
 }
 
-int trace_path_state(const char *path) {
+int trace_path_state(const char *path, ccdl_error *why) {
     struct stat st;
+    ccdl_fail(why, CCDL_ERR_INPUT, "%s: exists and is not a ccdl trace", path);
     if (stat(path, &st) != 0) return errno == ENOENT ? TRACE_PATH_FREE : TRACE_PATH_FOREIGN;
     if (!S_ISREG(st.st_mode)) return TRACE_PATH_FOREIGN;
-    ccdl_error ignored;
+    ccdl_error e;
     char *version = NULL;
     long completed = 0;
-    int ours = trace_read_attr_string(path, "ccdl_version", &version, &ignored) == 0 &&
-               trace_read_attr_int(path, "completed", &completed, &ignored) == 0;
+    int ours = trace_read_attr_string(path, "ccdl_version", &version, &e) == 0 &&
+               trace_read_attr_int(path, "completed", &completed, &e) == 0;
+    if (!ours && strstr(e.text, "format version")) *why = e; /* ours, but of another version */
     free(version);
     if (!ours) return TRACE_PATH_FOREIGN;
     return completed == 1 ? TRACE_PATH_COMPLETED : TRACE_PATH_RUNNING;

@@ -1,6 +1,7 @@
 /* trace.h: the HDF5 trace of one run (layout in docs/trace.md).
  *
- *   /                 attrs: ccdl_version, spec, n, ranks, threads, created, completed, exit_reason
+ *   /                 attrs: format, format_version, ccdl_version, spec, n, ranks, threads,
+ *                     created, completed, exit_reason
  *   /steps/<column>   one row per training step
  *   /epochs/<column>  one row per epoch
  *   /phases/<column>  one row per learning-rate phase
@@ -18,6 +19,11 @@
 #include <stdint.h>
 
 #include "util.h"
+
+/* Root attributes `format` and `format_version`. Readers refuse another version; a trace
+ * without them predates versioning and has version 1's layout. */
+#define TRACE_FORMAT "ccdl-trace"
+#define TRACE_FORMAT_VERSION 1
 
 typedef struct {
     const char *version;   /* ccdl version string */
@@ -89,9 +95,10 @@ void trace_row_counts(const trace *t, int64_t rows[TRACE_RESULT_GROUPS]);
 
 /* What is at a trace's output path: TRACE_PATH_FREE (nothing), TRACE_PATH_RUNNING (a ccdl
  * trace not completed: failed, killed or stopped), TRACE_PATH_COMPLETED, or TRACE_PATH_FOREIGN
- * (anything else: not HDF5, HDF5 that no ccdl wrote, not a regular file). Serial; no MPI. */
+ * (anything else: not HDF5, HDF5 that no ccdl wrote, a trace of another format version, not
+ * a regular file; *why then says which). Serial; no MPI. */
 enum { TRACE_PATH_FREE, TRACE_PATH_RUNNING, TRACE_PATH_COMPLETED, TRACE_PATH_FOREIGN };
-int trace_path_state(const char *path);
+int trace_path_state(const char *path, ccdl_error *why);
 
 /* Continue the trace at path after a resume: it must be a trace of meta->spec_json holding
  * at least rows[g] rows of each result group. Its first rows[g] rows (and every /resumes

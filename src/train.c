@@ -36,6 +36,7 @@
 #include "progress.h"
 #include "reduce.h"
 #include "reference.h"
+#include "runlock.h"
 #include "sampler.h"
 #include "schedule.h"
 #include "trace.h"
@@ -121,11 +122,10 @@ static int check_outputs(const char *trace_path, const char *ckpt_path, const tr
          a.st_ino == b.st_ino))
         return ccdl_fail(err, CCDL_ERR_INPUT, "%s: the trace and the checkpoint are one file",
                          trace_path);
-    switch (trace_path_state(trace_path)) {
+    ccdl_error why;
+    switch (trace_path_state(trace_path, &why)) {
     case TRACE_PATH_FOREIGN:
-        return ccdl_fail(err, CCDL_ERR_INPUT,
-                         "%s: exists and is not a ccdl trace; refusing to overwrite it",
-                         trace_path);
+        return ccdl_fail(err, CCDL_ERR_INPUT, "%s; refusing to overwrite it", why.text);
     case TRACE_PATH_COMPLETED:
         if (opt && !opt->force && !opt->resume)
             return ccdl_fail(err, CCDL_ERR_INPUT,
@@ -660,11 +660,18 @@ int train_run(const ccdl_spec *spec, const train_options *opt, MPI_Comm comm, cc
     catch_stop_signals(old);
     r.node_ranks = ranks_on_node(comm);
     int rc = agree(setup_checked(&r, path, opt, err), err, comm);
+    /* one writer per trace, from before it is touched until it is closed */
+    int lock = -1;
+    if (rc == 0) {
+        if (r.lay.rank == 0) lock = runlock_acquire(path, err);
+        rc = agree(lock == -1 && r.lay.rank == 0 ? -1 : 0, err, comm);
+    }
     if (rc == 0) {
         setup_buffers(&r);
         rc = open_trace(&r, opt, path, err);
     }
     if (rc != 0) {
+        runlock_release(lock, path);
         restore_signals(old);
         teardown(&r);
         return rc < 0 ? -1 : 0;
@@ -679,6 +686,7 @@ int train_run(const ccdl_spec *spec, const train_options *opt, MPI_Comm comm, cc
         }
         /* the finished trace holds everything; a checkpoint is only kept on request */
         if (rc == 0 && !spec->checkpoint.keep) unlink(r.ckpt_path);
+        runlock_release(lock, path);
     }
     rc = agree(rc, err, comm);
     /* After a stop, keep catching: the same signal may still be on its way to another rank

@@ -62,4 +62,26 @@ check "--force reruns it to the same bits" \
 mpirun 2 "$CCDL" run "$spec" --quiet --out "$work/done.h5"
 check "an unfinished trace is run again" \
     "$PYTHON" "$top_srcdir/tests/compare_traces.py" "$work/done.h5" "$work/first.h5"
+# one writer per trace: while a run writes it, a second run on it refuses to start, and the
+# first one still completes untouched (its lock file is gone after it)
+sed -e 's/"epochs": 2/"epochs": 40/' -e 's/"train_subset": 2048, //' "$specs/tiny-ring.json" \
+    > "$work/long.json"
+"$MPIEXEC" -n 2 "$CCDL" run "$work/long.json" --quiet --out "$work/live.h5" &
+pid=$!
+for _ in $(seq 1 300); do [ -s "$work/live.h5.lock" ] && break; sleep 0.1; done
+for p in 1 2; do
+    refused "$p" "a second run on a live trace" "another ccdl run is writing this trace" \
+        run "$work/long.json" --quiet --out "$work/live.h5"
+    refused "$p" "a --resume on a live trace" "another ccdl run is writing this trace" \
+        run "$work/long.json" --quiet --out "$work/live.h5" --resume
+done
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+check "the live run stopped cleanly (exit 3, got $rc), lock file removed" \
+    [ "$rc" = 3 -a ! -e "$work/live.h5.lock" ]
+# a trace of another format version is neither resumed nor overwritten
+"$PYTHON" -c 'import h5py,sys; h5py.File(sys.argv[1],"r+").attrs["format_version"]=2' "$work/live.h5"
+refused 2 "a trace of format version 2" "trace format version 2; this ccdl reads version 1; refusing to overwrite it" \
+    run "$work/long.json" --quiet --out "$work/live.h5" --resume
 finish
