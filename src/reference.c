@@ -20,7 +20,7 @@ static int reference_fail(ccdl_error *err, const char *path, const char *why) {
 /* Per-phase max Xi from the uncontrolled run's trace, after checking it is finished and
  * of the same experiment. */
 static int read_reference(const char *path, const char *spec_json, int phases, double *max_xi,
-                          ccdl_error *err) {
+                          int *has_steps, ccdl_error *err) {
     ccdl_error rerr;
     long completed = 0;
     if (trace_read_attr_int(path, "completed", &completed, &rerr))
@@ -47,17 +47,33 @@ static int read_reference(const char *path, const char *spec_json, int phases, d
     json_decref(a);
     json_decref(b);
     if (rc) return rc;
-    double *col = NULL;
-    size_t count = 0;
-    if (trace_read_column(path, "phases", "max_xi", &col, &count, &rerr))
-        return ccdl_fail(err, CCDL_ERR_INPUT, "communication.control.reference: %s", rerr.text);
-    if ((int)count != phases) {
-        free(col);
-        return reference_fail(err, path, "its phase count differs");
+    /* Rows by their phase number. A phase without steps (a short run whose decays fall
+     * together or at the end) has start_step == end_step; traces written before empty
+     * phases got rows leave them out. Either way its max Xi is NaN, and since the
+     * controlled run has the same schedule, that phase has no steps there either. */
+    double *col[3] = {NULL, NULL, NULL};
+    size_t count[3] = {0, 0, 0};
+    static const char *const names[3] = {"phase", "max_xi", "start_step"};
+    for (int c = 0; c < 3 && rc == 0; c++)
+        if (trace_read_column(path, "phases", names[c], &col[c], &count[c], &rerr))
+            rc = ccdl_fail(err, CCDL_ERR_INPUT, "communication.control.reference: %s", rerr.text);
+    double *end = NULL;
+    size_t n_end = 0;
+    if (rc == 0 && trace_read_column(path, "phases", "end_step", &end, &n_end, &rerr))
+        rc = ccdl_fail(err, CCDL_ERR_INPUT, "communication.control.reference: %s", rerr.text);
+    for (int k = 0; k < phases; k++) max_xi[k] = NAN, has_steps[k] = 0;
+    for (size_t i = 0; rc == 0 && i < count[0]; i++) {
+        double ph = col[0][i];
+        if (count[1] != count[0] || count[2] != count[0] || n_end != count[0])
+            rc = reference_fail(err, path, "its /phases columns differ in length");
+        else if (!(ph >= 1 && ph <= phases) || ph != (int)ph)
+            rc = reference_fail(err, path, "its phase count differs (a phase number out of range)");
+        else if (end[i] > col[2][i])
+            max_xi[(int)ph - 1] = col[1][i], has_steps[(int)ph - 1] = 1;
     }
-    for (int k = 0; k < phases; k++) max_xi[k] = col[k];
-    free(col);
-    return 0;
+    for (int c = 0; c < 3; c++) free(col[c]);
+    free(end);
+    return rc;
 }
 
 int reference_phase_targets(const ccdl_spec *spec, const char *spec_json,
@@ -68,8 +84,9 @@ int reference_phase_targets(const ccdl_spec *spec, const char *spec_json,
     /* constant target with factor 1 and no literal value: uncontrolled, no reference */
     if (cfg->target != TARGET_CONSTANT || (cfg->value == 0 && cfg->factor == 1)) return 0;
     double ref_max[SPEC_MAX_DECAYS + 1];
+    int ref_steps[SPEC_MAX_DECAYS + 1];
     if (spec_needs_reference(spec) &&
-        read_reference(cfg->reference, spec_json, phases, ref_max, err))
+        read_reference(cfg->reference, spec_json, phases, ref_max, ref_steps, err))
         return -1;
     for (int k = 0; k < phases; k++) {
         if (spec_phase_policy(spec, k + 1) != POLICY_CONTROLLED) continue;
@@ -77,6 +94,7 @@ int reference_phase_targets(const ccdl_spec *spec, const char *spec_json,
             target[k] = cfg->value;
             continue;
         }
+        if (!ref_steps[k]) continue; /* a phase without steps: nothing to control */
         if (!(ref_max[k] > 0))
             return ccdl_fail(err, CCDL_ERR_INPUT,
                              "communication.control.reference: %s: phase %d has no positive max Xi "

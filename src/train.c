@@ -437,6 +437,17 @@ static void phase_end(run_state *r, const phase_stats *p) {
                 r->spec->communication.control.max_rounds);
 }
 
+/* Rows for the phases after `from` up to `upto` (exclusive) that had no steps: a short run
+ * whose decays fall on the same step, or past its last step. Explicit, so /phases has one
+ * row per phase of the schedule. */
+static void empty_phases(run_state *r, int from, int upto) {
+    for (int k = from + 1; k < upto; k++) {
+        phase_stats none;
+        phase_begin(&none, k);
+        phase_end(r, &none);
+    }
+}
+
 /* ---------------------------------------------------------------- checkpoints */
 
 /* Collective: flush the trace (rank 0), then write every checkpointed buffer and the
@@ -510,7 +521,10 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
         if (k == 0 || step == first) sampler_seek(&r->samp, epoch, k);
         int phase = schedule_phase(&r->sched, step);
         if (phase != p->phase.phase) {
-            if (rank0) phase_end(r, &p->phase);
+            if (rank0) {
+                phase_end(r, &p->phase);
+                empty_phases(r, p->phase.phase, phase);
+            }
             phase_begin(&p->phase, phase);
         }
         double lr = schedule_lr(&r->sched, step);
@@ -560,7 +574,10 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
                                         elapsed,
                                         ev.worker_test_acc};
                 trace_append_epoch(r->tr, &erow);
-                if (last) phase_end(r, &p->phase);
+                if (last) {
+                    phase_end(r, &p->phase);
+                    empty_phases(r, p->phase.phase, r->ctl.phases + 1);
+                }
                 rc = trace_flush(r->tr, err);
                 if (rc == 0 && !opt->quiet)
                     print_progress(r, epoch, lr, p->epoch_loss_sum / steps, ev.test_acc,
