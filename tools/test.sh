@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: on a fresh Debian 12 machine, set up, build with -Werror and run the whole test
 # suite (make check: unit tests, MPI tests on 1, 2 and 4 ranks, the bad-spec corpus), then
-# make distcheck (the tarball builds out of tree and passes the same suite).
+# make distcheck (the tarball builds out of tree and passes the same suite), then the fault
+# tests again under ASan + UBSan (./configure --enable-sanitizers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -19,4 +20,19 @@ fi
 # the Slurm tests (3 minutes) ran in make check above; the tarball's copy skips them
 CCDL_SKIP_SLURM=1 make -j"$(nproc)" distcheck DISTCHECK_CONFIGURE_FLAGS=--enable-werror > distcheck.log 2>&1 ||
     { tail -n 80 distcheck.log; exit 1; }
-echo "test.sh: make check and make distcheck passed in $(( $(date +%s) - start ))s"
+# ASan + UBSan: the unit tests, the bad-spec corpus, the spec fuzz test and the other fault
+# tests of the binary, built from the tarball distcheck just made (leak reports off: MPI
+# and HDF5 keep allocations until exit)
+san_start=$(date +%s)
+rm -rf build-sanitizers && mkdir build-sanitizers
+tar -xzf ccdl-*.tar.gz -C build-sanitizers --strip-components=1
+san_tests="tests/test_rng tests/test_spec tests/test_topology tests/test_data tests/test_optim
+  tests/test_model tests/test_trace tests/bad_specs.sh tests/spec_fuzz.sh tests/cli.sh
+  tests/clobber.sh tests/diverged.sh tests/disk_full.sh"
+(cd build-sanitizers && ./configure --enable-sanitizers > configure.log 2>&1 &&
+    ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+        make -j"$(nproc)" check TESTS="$(echo $san_tests)" > check.log 2>&1) ||
+    { grep -E '^(FAIL|ERROR)' build-sanitizers/check.log; tail -n 60 build-sanitizers/tests/*.log; exit 1; }
+grep -E '^(PASS|FAIL|SKIP|ERROR):' build-sanitizers/check.log | sed 's/^/sanitizers: /'
+echo "test.sh: sanitizer tests passed in $(( $(date +%s) - san_start ))s"
+echo "test.sh: make check, make distcheck and the sanitizer tests passed in $(( $(date +%s) - start ))s"
