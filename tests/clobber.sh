@@ -64,7 +64,7 @@ check "an unfinished trace is run again" \
     "$PYTHON" "$top_srcdir/tests/compare_traces.py" "$work/done.h5" "$work/first.h5"
 # one writer per trace: while a run writes it, a second run on it refuses to start, and the
 # first one still completes untouched (its lock file is gone after it)
-sed -e 's/"epochs": 2/"epochs": 40/' -e 's/"train_subset": 2048, //' "$specs/tiny-ring.json" \
+sed -e 's/"epochs": 2/"epochs": 400/' -e 's/"train_subset": 2048, //' "$specs/tiny-ring.json" \
     > "$work/long.json"
 "$MPIEXEC" -n 2 "$CCDL" run "$work/long.json" --quiet --out "$work/live.h5" &
 pid=$!

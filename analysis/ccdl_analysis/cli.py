@@ -4,6 +4,7 @@ import argparse
 import os
 import re
 import sys
+import warnings
 
 from . import tables, traces
 from .traces import TraceError, key_path, short
@@ -163,8 +164,26 @@ def main(argv=None):
     if a.command not in handlers:
         p.print_usage(sys.stderr)
         return 2
+    for stream in (sys.stdout, sys.stderr):
+        try:  # names and messages quote file contents: never fail to print them
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
+    # numpy and matplotlib warn on stderr about odd data (empty slices, no positive values on
+    # a log axis): the tables and figures show such data as blanks, without the warnings
+    warnings.simplefilter("ignore")
     try:
         return handlers[a.command](a)
     except TraceError as e:
         print(f"ccdl-analyze: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # writing an output (a directory where a file goes, a full disk)
+        where = f"{e.filename}: " if e.filename else ""
+        print(" ".join(f"ccdl-analyze: {where}{e.strerror or e}".split()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 (the last resort: one line, no traceback)
+        text = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        print(f"ccdl-analyze: internal error: {text}", file=sys.stderr)
+        return 1

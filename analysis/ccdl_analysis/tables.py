@@ -14,7 +14,17 @@ from .traces import fmt, short, sort_key
 
 
 def _final(run, group, col):
-    return float(run.__dict__[group][col][-1])
+    values = run.__dict__[group][col]
+    return float(values[-1]) if len(values) else math.nan  # no rows yet (--allow-incomplete)
+
+
+def _best(values):
+    return float(np.max(values)) if len(values) else math.nan
+
+
+def _nanmean(values):
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else math.nan
 
 
 def _rounds(run):
@@ -34,7 +44,7 @@ def _phase(col, k):
 METRICS = {
     "test_acc": ({"epochs": ["test_acc"]}, lambda r: 100.0 * _final(r, "epochs", "test_acc"), "{:.2f}",
                  "top-1 test accuracy of the averaged model after the last epoch, %"),
-    "best_acc": ({"epochs": ["test_acc"]}, lambda r: 100.0 * float(np.max(r.epochs["test_acc"])), "{:.2f}",
+    "best_acc": ({"epochs": ["test_acc"]}, lambda r: 100.0 * _best(r.epochs["test_acc"]), "{:.2f}",
                  "best top-1 test accuracy over epochs, %"),
     "test_loss": ({"epochs": ["test_loss"]}, lambda r: _final(r, "epochs", "test_loss"), "{:.4f}",
                   "test loss after the last epoch"),
@@ -42,7 +52,7 @@ METRICS = {
                    "mean training loss of the last epoch"),
     "rounds": ({"steps": ["rounds"]}, _rounds, "{:.2f}",
                "gossip rounds per step over the run (All-Reduce and local steps count 0)"),
-    "xi_mean": ({"steps": ["xi"]}, lambda r: float(np.nanmean(r.steps["xi"])), "{:.4g}",
+    "xi_mean": ({"steps": ["xi"]}, lambda r: _nanmean(r.steps["xi"]), "{:.4g}",
                 "mean consensus distance over all steps"),
     "wall_s": ({"epochs": ["wall_s"]}, lambda r: _final(r, "epochs", "wall_s"), "{:.1f}",
                "wall-clock seconds of the run"),

@@ -15,7 +15,6 @@ Inputs (docs/analysis.md):
 import csv
 import io
 import json
-import os
 import sys
 
 import h5py
@@ -25,10 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .traces import TraceError, fmt  # noqa: E402
+from .traces import TraceError, fmt, isolated, regular  # noqa: E402
 
 
 def _json_lines(path, required):
+    if path != "-":
+        regular(path)  # a FIFO would block open()
     try:
         text = open(path, encoding="utf-8").read() if path != "-" else sys.stdin.read()
     except OSError as e:
@@ -42,6 +43,8 @@ def _json_lines(path, required):
             continue
         try:
             row = json.loads(line)
+        except RecursionError:
+            raise TraceError(path, f"line {i}: not JSON (nested too deeply)") from None
         except ValueError as e:
             raise TraceError(path, f"line {i}: not JSON ({e})") from None
         if not isinstance(row, dict):
@@ -106,11 +109,30 @@ def _text(v):
 
 def read_consensus(path):
     """[{"kind", "n", "xi", "theta"|None, "p"|None}] from the bench's HDF5 file or JSON lines."""
-    if not os.path.exists(path):
-        raise TraceError(path, "no such file")
-    if not h5py.is_hdf5(path):
+    regular(path)
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except Exception:  # noqa: BLE001
+        is_hdf5 = False
+    if not is_hdf5:
         rows = _json_lines(path, {"kind": str, "n": int, "xi": list})
-        return [dict(r, xi=np.asarray(r["xi"], dtype=float), theta=None) for r in rows]
+        try:
+            return [dict(r, xi=np.asarray(r["xi"], dtype=float), theta=None) for r in rows]
+        except (TypeError, ValueError):
+            raise TraceError(path, "xi: expected a list of numbers") from None
+    return isolated(_read_consensus_h5, path)  # HDF5 may crash or hang on a damaged file
+
+
+def _read_consensus_h5(path):
+    try:
+        return _consensus_curves(path)
+    except TraceError:
+        raise
+    except Exception as e:  # noqa: BLE001 (a damaged file: HDF5 fails in many ways)
+        raise TraceError(path, f"unreadable ({' '.join(str(e).split())[:120] or type(e).__name__})") from None
+
+
+def _consensus_curves(path):
     curves = []
     with h5py.File(path, "r") as f:
         root_n = _scalar(f.attrs["n"]) if "n" in f.attrs else None

@@ -1,14 +1,24 @@
 """Reading ccdl traces (docs/trace.md) for analysis: one Run per file, strict about what it needs.
 
 Inputs may be trace files, sweep directories (their manifest.json lists the traces), or
-directories of *.h5. A bad trace (not HDF5, no spec, a missing column, completed = 0 without
-allow_incomplete) raises TraceError naming the file.
+directories of *.h5. A bad trace raises TraceError naming the file and what is wrong in it:
+not a regular file, not HDF5, the format check of the root attributes (check_attrs), a column
+that is not a 1-D column of its documented kind (integer or floating point), a missing column,
+a completed trace whose columns in one group differ in length (corrupt), completed = 0
+without allow_incomplete.
 """
 
 import glob
 import json
+import math
+import numbers
 import os
+import pickle
+import select
+import signal
+import stat
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -17,6 +27,32 @@ STEP_COLUMNS = ("step", "epoch", "phase", "lr", "loss", "grad_norm", "xi", "thet
                 "rounds", "capped")
 EPOCH_COLUMNS = ("epoch", "train_loss", "test_loss", "test_acc", "xi_mean", "wall_s")
 PHASE_COLUMNS = ("phase", "start_step", "end_step", "max_xi", "mean_rounds")
+# Columns of docs/trace.md by kind: "i" integer, "f" floating point (other columns: numeric).
+COLUMN_KINDS = {
+    "steps": {"step": "i", "epoch": "i", "phase": "i", "lr": "f", "loss": "f", "grad_norm": "f",
+              "xi": "f", "theta": "f", "target": "f", "policy": "i", "rounds": "i", "capped": "i",
+              "compute_s": "f", "comm_s": "f"},
+    "epochs": {"epoch": "i", "train_loss": "f", "test_loss": "f", "test_acc": "f", "xi_mean": "f",
+               "wall_s": "f", "worker_test_acc": "f"},
+    "phases": {"phase": "i", "start_step": "i", "end_step": "i", "policy": "i", "max_xi": "f",
+               "mean_rounds": "f", "capped_steps": "i", "target": "f"},
+    "resumes": {"step": "i", "ranks": "i", "unix_time": "f"},
+}
+# The root attributes (docs/trace.md). format and format_version are newer than ccdl 0.1:
+# without them the presence and types of the others are the format check.
+FORMAT = "ccdl-trace"
+FORMAT_VERSION = 1
+REQUIRED_STRINGS = ("spec", "ccdl_version", "exit_reason")
+OPTIONAL_STRINGS = ("created",)
+OPTIONAL_INTS = ("n", "ranks", "threads")
+MAX_DEPTH = 64
+# Spec keys the analysis reads for itself (policies, names): their types are checked.
+SPEC_TYPES = {
+    "name": (str, "a string"), "communication": (dict, "an object"),
+    "communication.phases": (list, "a list"), "communication.mode": (str, "a string"),
+    "communication.dec_phase": (int, "an integer"), "schedule": (dict, "an object"),
+    "schedule.decay_at": (list, "a list"),
+}
 # Keys that never distinguish runs (set per run by ccdl-sweep, or a path on disk).
 IDENTITY_EXCLUDED = ("name", "trace.path", "communication.control.reference")
 
@@ -36,7 +72,177 @@ ALIASES = {v: k for k, v in SHORT.items()}
 
 class TraceError(Exception):
     def __init__(self, path, message):
-        super().__init__(f"{path}: {message}")
+        super().__init__(" ".join(f"{path}: {message}".splitlines()))
+        self.path, self.message = path, message
+
+
+def open_h5(path):
+    """h5py.File(path, "r"); in SWMR-read mode only for a trace whose writer was killed
+    mid-flush (its superblock still says "open for write"). Plain mode first: in SWMR mode
+    HDF5 retries a metadata read that fails its checksum for minutes before it gives up."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        if "already open for write" not in str(e):
+            raise
+    return h5py.File(path, "r", swmr=True)
+
+
+def h5_timeout():
+    try:
+        return max(0.1, float(os.environ.get("CCDL_HDF5_TIMEOUT", "60")))
+    except ValueError:
+        return 60.0
+
+
+def isolated(fn, path, *args):
+    """fn(path, *args) run in a forked child, its result pickled back: the HDF5 library can
+    crash or loop on a damaged file, and that must end in one line naming the file, not a
+    signal or a hang. TraceError from fn is raised here as it was; a crash, or no answer
+    within $CCDL_HDF5_TIMEOUT seconds (default 60), is a TraceError naming the file."""
+    if not hasattr(os, "fork"):
+        return fn(path, *args)
+    timeout = h5_timeout()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, never return into the caller
+        try:
+            os.close(r)
+            quiet = os.open(os.devnull, os.O_WRONLY)  # whatever a crashing library prints
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            try:
+                answer = ("ok", fn(path, *args))
+            except TraceError as e:
+                answer = ("error", (e.path, e.message))
+            except BaseException as e:  # noqa: BLE001
+                answer = ("internal", f"{type(e).__name__}: {e}")
+            view = memoryview(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+            while view:
+                view = view[os.write(w, view):]
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                raise TraceError(path, f"HDF5 did not finish reading it within {timeout:g} s (a damaged "
+                                       f"file? $CCDL_HDF5_TIMEOUT sets the limit)")
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(r)
+    _, status = os.waitpid(pid, 0)
+    try:
+        kind, value = pickle.loads(b"".join(chunks))
+    except Exception:  # noqa: BLE001 (nothing, or half an answer: the child died)
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        raise TraceError(path, f"HDF5 crashed reading it ({f'signal {sig}' if sig else 'no answer'}): "
+                               f"a damaged file") from None
+    if kind == "ok":
+        return value
+    if kind == "error":
+        raise TraceError(*value)
+    raise RuntimeError(value)
+
+
+def brief(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def depth(obj):
+    """How deeply obj nests, without recursion (stops counting past MAX_DEPTH)."""
+    deepest, stack = 0, [(obj, 0)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            level += 1
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((v, level) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def file_kind(mode):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def regular(path):
+    """TraceError unless path is a regular file (checked before HDF5 or open() sees it: a FIFO
+    would block them)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise TraceError(path, "no such file") from None
+    except (OSError, ValueError) as e:
+        raise TraceError(path, f"cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise TraceError(path, f"not a regular file ({file_kind(st.st_mode)})")
+
+
+def load_json_file(path):
+    """A JSON file (a sweep's manifest.json): TraceError naming it on any problem."""
+    regular(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TraceError(path, f"cannot read ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TraceError(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise TraceError(path, f"invalid JSON: nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as e:
+        raise TraceError(path, f"invalid JSON: {' '.join(str(e).split())}") from None
+    if depth(doc) > MAX_DEPTH:
+        raise TraceError(path, f"invalid JSON: nested more than {MAX_DEPTH} levels deep")
+    return doc
+
+
+def inside_problem(directory, rel):
+    """'' when rel is a path relative to DIR that stays inside it, else why not (the rule of
+    ccdl-sweep's manifests, docs/sweeps.md)."""
+    if not isinstance(rel, str) or not rel:
+        return f"expected a path relative to the sweep directory, got {brief(rel)}"
+    if "\0" in rel:
+        return f"{brief(rel)}: a NUL byte in a path"
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{brief(rel)}: not UTF-8"
+    if os.path.isabs(rel):
+        return f"{brief(rel)} is an absolute path; paths in a manifest stay inside the sweep directory"
+    if ".." in rel.split("/"):
+        return f"{brief(rel)} has a '..' component; paths in a manifest stay inside the sweep directory"
+    top = os.path.realpath(directory)
+    real = os.path.realpath(os.path.join(directory, rel))
+    if os.path.commonpath([top, real]) != top:
+        return f"{brief(rel)} leads outside the sweep directory through a symbolic link (to {brief(real)})"
+    return ""
 
 
 def short(path):
@@ -63,7 +269,7 @@ def fmt(value):
         return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value == int(value) and abs(value) < 1e15:
+    if isinstance(value, float) and math.isfinite(value) and value == int(value) and abs(value) < 1e15:
         return str(int(value))
     if isinstance(value, list):
         return "[" + ",".join(fmt(v) for v in value) + "]"
@@ -123,47 +329,184 @@ class Run:
         return " ".join(f"{short(k)}={fmt(self.value(k))}" for k in keys)
 
 
-def _read_group(f, path, group, required):
-    if group not in f:
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _attr(f, path, name):
+    """One root attribute as the C writer stores it (a str or an int scalar, numpy scalars
+    unwrapped); TraceError when HDF5 cannot read it."""
+    try:
+        v = f.attrs[name]
+    except Exception as e:  # noqa: BLE001 (HDF5 fails in many ways on a damaged file)
+        raise TraceError(path, f"attribute '{name}': unreadable ({_h5_message(e)})") from None
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return v
+    if isinstance(v, np.generic) and v.dtype.kind in "iuf":
+        return v.item()
+    return v
+
+
+def _h5_message(e):
+    text = " ".join(str(e).split()).strip("'\"")
+    return (text.split("(")[0].strip() or type(e).__name__)[:120]
+
+
+def check_attrs(f, path):
+    """The format check (docs/trace.md, Root attributes): a dict of the checked attributes."""
+    names = set()
+    try:
+        names = set(f.attrs.keys())
+    except Exception as e:  # noqa: BLE001
+        raise TraceError(path, f"root attributes unreadable ({_h5_message(e)})") from None
+    if "spec" not in names:
+        raise TraceError(path, "not a ccdl trace (no 'spec' attribute)")
+    attrs = {}
+    if "format" in names:
+        v = _attr(f, path, "format")
+        if not (isinstance(v, str) and v == FORMAT):
+            raise TraceError(path, f"attribute 'format': {brief(v)}, expected {FORMAT!r} (not a ccdl trace)")
+        attrs["format"] = v
+    if "format_version" in names:
+        v = _attr(f, path, "format_version")
+        if not _is_int(v) or v < 1:
+            raise TraceError(path, f"attribute 'format_version': expected a positive integer, got {brief(v)}")
+        if v > FORMAT_VERSION:
+            raise TraceError(path, f"format_version {v}: written by a newer ccdl (this ccdl-analyze "
+                                   f"reads version {FORMAT_VERSION})")
+        attrs["format_version"] = v
+    for name in REQUIRED_STRINGS + ("completed",):
+        if name not in names:
+            raise TraceError(path, f"no attribute '{name}' (a damaged trace)")
+    for name in REQUIRED_STRINGS + OPTIONAL_STRINGS:
+        if name in names:
+            v = _attr(f, path, name)
+            if not isinstance(v, str):
+                raise TraceError(path, f"attribute '{name}': expected a string, got {brief(v)}")
+            attrs[name] = v
+    for name in OPTIONAL_INTS:
+        if name in names:
+            v = _attr(f, path, name)
+            if not _is_int(v):
+                raise TraceError(path, f"attribute '{name}': expected an integer, got {brief(v)}")
+            attrs[name] = v
+    v = _attr(f, path, "completed")
+    if not _is_int(v) or v not in (0, 1):
+        raise TraceError(path, f"attribute 'completed': expected the integer 0 or 1, got {brief(v)}")
+    attrs["completed"] = int(v)
+    return attrs
+
+
+def parse_spec(path, text):
+    try:
+        spec = json.loads(text)
+    except RecursionError:
+        raise TraceError(path, f"the 'spec' attribute is not JSON (nested more than {MAX_DEPTH} levels)") from None
+    except ValueError:
+        raise TraceError(path, "the 'spec' attribute is not JSON") from None
+    if not isinstance(spec, dict):
+        raise TraceError(path, "the 'spec' attribute is not a JSON object")
+    if depth(spec) > MAX_DEPTH:
+        raise TraceError(path, f"the 'spec' attribute is not JSON (nested more than {MAX_DEPTH} levels)")
+    for key, (kind, what) in SPEC_TYPES.items():
+        node, found = spec, True
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                found = False
+                break
+            node = node[part]
+        if not found:
+            continue
+        if not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
+            raise TraceError(path, f"attribute 'spec': {key}: expected {what}, got {brief(node)}")
+        if key == "communication.phases" and not all(isinstance(p, str) for p in node):
+            raise TraceError(path, f"attribute 'spec': {key}: expected a list of strings, got {brief(node)}")
+    return spec
+
+
+def _read_group(f, path, group, required, completed):
+    try:
+        present = group in f
+    except Exception as e:  # noqa: BLE001
+        raise TraceError(path, f"/{group}: unreadable ({_h5_message(e)})") from None
+    if not present:
         if required:
             raise TraceError(path, f"no group /{group}")
         return {}
-    g = f[group]
-    missing = [c for c in required if c not in g]
+    try:
+        g = f[group]
+        if not isinstance(g, h5py.Group):
+            raise TraceError(path, f"/{group} is not a group")
+        names = list(g)
+    except TraceError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise TraceError(path, f"/{group}: unreadable ({_h5_message(e)})") from None
+    missing = [c for c in required if c not in names]
     if missing:
         raise TraceError(path, f"missing column{'s' if len(missing) > 1 else ''} "
                                + ", ".join(f"/{group}/{c}" for c in missing))
-    cols = {name: np.asarray(obj[()]) for name, obj in g.items() if isinstance(obj, h5py.Dataset)}
-    if cols:  # a kill mid-flush may leave columns of different lengths: cut to the shortest
-        n = min(len(c) for c in cols.values())
+    kinds = COLUMN_KINDS.get(group, {})
+    cols = {}
+    for name in names:
+        where = f"/{group}/{name}"
+        try:
+            obj = g[name]
+            if not isinstance(obj, h5py.Dataset):
+                raise TraceError(path, f"{where}: not a dataset")
+            shape, dtype = obj.shape, obj.dtype
+            if shape is None or len(shape) != 1 or dtype.kind not in "iuf":
+                raise TraceError(path, f"{where}: expected a 1-D numeric column, got dtype {dtype} "
+                                       f"shape {shape}")
+            want = kinds.get(name)
+            if want == "i" and dtype.kind not in "iu" or want == "f" and dtype.kind != "f":
+                raise TraceError(path, f"{where}: dtype {dtype}, expected "
+                                       f"{'an integer' if want == 'i' else 'a floating-point'} column "
+                                       f"(docs/trace.md)")
+            data = np.asarray(obj[()])
+        except TraceError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise TraceError(path, f"{where}: unreadable ({_h5_message(e)})") from None
+        cols[name] = data
+    lengths = {k: len(v) for k, v in cols.items()}
+    if len(set(lengths.values())) > 1:
+        if completed:
+            counts = sorted(set(lengths.values()))
+            most = max(counts, key=lambda n: sum(1 for v in lengths.values() if v == n))
+            odd = ", ".join(f"{c} {n}" for c, n in sorted(lengths.items()) if n != most)
+            raise TraceError(path, f"/{group}: completed = 1 but its columns differ in length "
+                                   f"({odd} rows, the others {most}): a corrupt trace")
+        # an unfinished run killed mid-flush: every row present is right; cut to the shortest
+        n = min(lengths.values())
         cols = {k: v[:n] for k, v in cols.items()}
     return cols
 
 
 def load(path, need=None, allow_incomplete=False):
-    """need: {"steps": [...], "epochs": [...], "phases": [...]} columns that must exist."""
-    need = need or {}
-    if not os.path.exists(path):
-        raise TraceError(path, "no such file")
+    """need: {"steps": [...], "epochs": [...], "phases": [...]} columns that must exist.
+    Read in a child process (isolated): HDF5 may crash or hang on a damaged file."""
+    regular(path)
+    return isolated(_load, path, need or {}, allow_incomplete)
+
+
+def _load(path, need, allow_incomplete):
     try:
-        f = h5py.File(path, "r", swmr=True)
-    except OSError as e:
-        raise TraceError(path, f"not a readable HDF5 file ({str(e).split('(')[0].strip()})") from None
+        f = open_h5(path)
+    except Exception as e:  # noqa: BLE001 (HDF5 fails in many ways on a file that is not one)
+        raise TraceError(path, f"not a readable HDF5 file ({_h5_message(e)})") from None
     with f:
-        attrs = {}
-        for k, v in f.attrs.items():
-            attrs[k] = v.decode() if isinstance(v, bytes) else v
-        if "spec" not in attrs:
-            raise TraceError(path, "not a ccdl trace (no 'spec' attribute)")
-        try:
-            spec = json.loads(attrs["spec"])
-        except (TypeError, ValueError):
-            raise TraceError(path, "the 'spec' attribute is not JSON") from None
-        completed = int(attrs.get("completed", 0))
+        attrs = check_attrs(f, path)
+        spec = parse_spec(path, attrs["spec"])
+        completed = attrs["completed"]
         if completed != 1 and not allow_incomplete:
             raise TraceError(path, f"run not completed (completed = {completed}, exit_reason "
-                                   f"{attrs.get('exit_reason', '?')!r}); pass --allow-incomplete to use it")
-        groups = {g: _read_group(f, path, g, list(need.get(g, ()))) for g in ("steps", "epochs", "phases")}
+                                   f"{brief(attrs['exit_reason'], 200)}); pass --allow-incomplete to use it")
+        groups = {g: _read_group(f, path, g, list(need.get(g, ())), completed)
+                  for g in ("steps", "epochs", "phases")}
     # an unfinished run (accepted with allow_incomplete) may not have reached a group yet,
     # e.g. /phases before its first phase ends: its metrics come out blank, not an error
     for g, cols in need.items():
@@ -178,20 +521,10 @@ def trace_paths(inputs, allow_incomplete=False):
     for item in inputs:
         if os.path.isdir(item):
             man = os.path.join(item, "manifest.json")
-            if os.path.exists(man):
-                with open(man, encoding="utf-8") as f:
-                    runs = json.load(f).get("runs", [])
-                for r in runs:
-                    p = os.path.join(item, r["trace"])
-                    if os.path.exists(p):
-                        out.append(p)
-                    elif allow_incomplete:
-                        print(f"ccdl-analyze: {p}: no trace yet, skipped", file=sys.stderr)
-                    else:
-                        raise TraceError(p, f"no trace for run {r['name']} (see `ccdl-sweep status "
-                                            f"{item}`; --allow-incomplete skips it)")
+            if os.path.lexists(man):
+                out.extend(_manifest_traces(item, man, allow_incomplete))
             else:
-                found = sorted(glob.glob(os.path.join(item, "*.h5")))
+                found = sorted(glob.glob(os.path.join(glob.escape(item), "*.h5")))
                 if not found:
                     raise TraceError(item, "no *.h5 traces and no manifest.json in this directory")
                 out.extend(found)
@@ -199,6 +532,35 @@ def trace_paths(inputs, allow_incomplete=False):
             out.append(item)
     if not out:
         raise TraceError("(inputs)", "no traces given")
+    return out
+
+
+def _manifest_traces(item, man, allow_incomplete):
+    doc = load_json_file(man)
+    runs = doc.get("runs") if isinstance(doc, dict) else None
+    if not isinstance(runs, list):
+        raise TraceError(man, f"runs: expected a list of run entries, got {brief(runs)}")
+    for i, r in enumerate(runs):  # every entry checked before any trace is looked for
+        if not isinstance(r, dict):
+            raise TraceError(man, f"runs[{i}]: expected a run entry (an object), got {brief(r)}")
+        name = r.get("name")
+        label = f"run {name} (runs[{i}])" if isinstance(name, str) else f"runs[{i}]"
+        if not isinstance(name, str) or not name:
+            raise TraceError(man, f"{label}: name: expected a string, got {brief(name)}")
+        problem = inside_problem(item, r.get("trace"))
+        if problem:
+            raise TraceError(man, f"{label}: trace: {problem}")
+    out = []
+    for r in runs:
+        name = r["name"]
+        p = os.path.join(item, r["trace"])
+        if os.path.lexists(p):
+            out.append(p)
+        elif allow_incomplete:
+            print(f"ccdl-analyze: {p}: no trace yet, skipped", file=sys.stderr)
+        else:
+            raise TraceError(p, f"no trace for run {name} (see `ccdl-sweep status "
+                                f"{item}`; --allow-incomplete skips it)")
     return out
 
 

@@ -3,7 +3,8 @@
 Modules: specjson (strict JSON, key paths, the `ccdl spec-keys` schema), grid (expansion,
 naming, reference linking; pure, no binary needed), ccdlbin (the ccdl binary), traces
 (run state read from a trace, h5py or h5dump), manifest (the expanded sweep on disk),
-slurm (sbatch/squeue), cli (the `ccdl-sweep` command). Standard library only.
+slurm (sbatch/squeue), dirlock (one ccdl-sweep command per sweep directory), cli (the
+`ccdl-sweep` command). Standard library only.
 """
 
 
@@ -15,4 +16,5 @@ class SweepError(Exception):
         self.path = path
 
     def line(self):
-        return f"{self.path}: {self}" if self.path else str(self)
+        text = f"{self.path}: {self}" if self.path else str(self)
+        return " ".join(text.splitlines())  # one line, whatever a message quotes

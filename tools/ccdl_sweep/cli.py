@@ -3,8 +3,9 @@
 import argparse
 import os
 import sys
+import warnings
 
-from . import SweepError, commands
+from . import SweepError, commands, dirlock
 
 USAGE = """\
 ccdl-sweep expand SWEEP.json [--out DIR] [--ccdl BIN] [--no-validate | --no-binary] [--set KEY=VALUE]...
@@ -26,6 +27,32 @@ def default_out(sweep_path):
 
 
 def main(argv=None):
+    """Every failure ends in one line on stderr: exit 2 for bad input (a SweepError naming the
+    file), 1 with "internal error" for a bug (never expected), 130 for Ctrl-C."""
+    for stream in (sys.stdout, sys.stderr):
+        try:  # names and messages quote file contents: never fail to print them
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
+    warnings.simplefilter("ignore")  # numpy's, on odd attribute values: the errors say it all
+    try:
+        return _main(argv)
+    except SweepError as err:
+        print(f"ccdl-sweep: {err.line()}", file=sys.stderr)
+        return 2
+    except OSError as err:  # writing the sweep directory, moving a stale trace, ...
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"ccdl-sweep: {where}{err.strerror or err}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # noqa: BLE001 (the last resort: one line, no traceback)
+        text = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"ccdl-sweep: internal error: {text}", file=sys.stderr)
+        return 1
+
+
+def _main(argv):
     p = argparse.ArgumentParser(prog="ccdl-sweep", usage=USAGE, description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -65,32 +92,32 @@ def main(argv=None):
     lo.add_argument("--ranks", type=int, help="mpiexec -n P (default: the sweep's slurm.ranks)")
     lo.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
-    try:
-        if args.command == "expand":
-            commands.expand(args.sweep, args.out or default_out(args.sweep), args.ccdl,
-                            not (args.no_validate or args.no_binary), args.set, not args.no_binary)
-            return 0
-        if args.command == "submit":
-            overrides = {k: getattr(args, k) for k in
-                         ("ranks", "time", "partition", "account", "throttle", "cpus_per_task",
-                          "signal_margin")
-                         if getattr(args, k) is not None}
-            directory = args.target
+    if args.command == "expand":
+        commands.expand(args.sweep, args.out or default_out(args.sweep), args.ccdl,
+                        not (args.no_validate or args.no_binary), args.set, not args.no_binary)
+        return 0
+    if args.command == "submit":
+        overrides = {k: getattr(args, k) for k in
+                     ("ranks", "time", "partition", "account", "throttle", "cpus_per_task",
+                      "signal_margin")
+                     if getattr(args, k) is not None}
+        directory = args.target
+        if not os.path.isfile(args.target) and (args.set or args.out):
+            raise SweepError("--set and --out apply to a sweep file, not to a sweep directory")
+        if os.path.isfile(args.target):
+            directory = args.out or default_out(args.target)
+        # taken at the expansion's first write (or by submit), held to the end of the submission
+        lock = dirlock.DirLock(directory, "submit")
+        try:
             if os.path.isfile(args.target):
-                directory = args.out or default_out(args.target)
                 commands.expand(args.target, directory, args.ccdl, not (args.no_validate or args.no_binary),
-                                args.set, not args.no_binary)
-            elif args.set or args.out:
-                raise SweepError("--set and --out apply to a sweep file, not to a sweep directory")
-            return commands.submit(directory, overrides, args.ccdl, args.dry_run)
-        if args.command == "status":
-            return commands.status(args.dir, args.unfinished)
-        if args.command == "local":
-            return commands.local(args.dir, args.ranks, args.ccdl, dry_run=args.dry_run)
-        p.print_usage(sys.stderr)
-        return 2
-    except SweepError as err:
-        print(f"ccdl-sweep: {err.line()}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+                                args.set, not args.no_binary, lock=lock)
+            return commands.submit(directory, overrides, args.ccdl, args.dry_run, lock=lock)
+        finally:
+            lock.release()
+    if args.command == "status":
+        return commands.status(args.dir, args.unfinished)
+    if args.command == "local":
+        return commands.local(args.dir, args.ranks, args.ccdl, dry_run=args.dry_run)
+    p.print_usage(sys.stderr)
+    return 2

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import tempfile
 
-from . import SweepError, ccdlbin, grid, manifest, slurm, traces
-from .specjson import del_path, get_path, loads_strict, set_path
+from . import SweepError, ccdlbin, dirlock, grid, manifest, slurm, traces
+from .specjson import brief, del_path, get_path, load_file, loads_strict, set_path
 
 TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ccdl-sweep")
 
@@ -50,10 +50,12 @@ def validation_copy(run):
     return copy_
 
 
-def expand(sweep_path, out_dir, ccdl=None, validate=True, sets=(), binary_checks=True):
+def expand(sweep_path, out_dir, ccdl=None, validate=True, sets=(), binary_checks=True, lock=None):
     """Expand SWEEP into OUT_DIR. Everything is checked before anything is written.
     validate: run `ccdl validate` on every spec; binary_checks: check key paths against
-    `ccdl spec-keys` and take defaults from it (else built-in defaults, no key checks)."""
+    `ccdl spec-keys` and take defaults from it (else built-in defaults, no key checks).
+    lock: the DirLock of OUT_DIR, taken before the first write (default: one of its own,
+    released on return)."""
     sweep, base = grid.load(sweep_path)
     binary = schema = None
     if binary_checks or validate:
@@ -73,10 +75,13 @@ def expand(sweep_path, out_dir, ccdl=None, validate=True, sets=(), binary_checks
         n = get_path(run.spec, "workers", schema.default("workers") if schema else None)
         if isinstance(n, int) and n % ranks:
             raise SweepError(f"run {run.name}: slurm.ranks {ranks} does not divide workers {n}", sweep_path)
-    if os.path.exists(os.path.join(out_dir, "manifest.json")):
-        old = manifest.read(out_dir)
-        if old.get("sweep") != sweep["name"]:
-            raise SweepError(f"{out_dir} holds sweep {old.get('sweep')!r}, not {sweep['name']!r}: "
+    old_manifest = os.path.join(out_dir, "manifest.json")
+    if os.path.lexists(old_manifest):
+        # only its sweep name matters: expanding again repairs the rest of a damaged one
+        old = load_file(old_manifest)
+        old_name = old.get("sweep") if isinstance(old, dict) else None
+        if old_name != sweep["name"]:
+            raise SweepError(f"{out_dir} holds sweep {brief(old_name)}, not {sweep['name']!r}: "
                              f"choose another --out", sweep_path)
     if validate:
         with tempfile.TemporaryDirectory(prefix="ccdl-sweep-") as tmp:
@@ -90,7 +95,16 @@ def expand(sweep_path, out_dir, ccdl=None, validate=True, sets=(), binary_checks
     meta = {"sweep": sweep["name"], "description": sweep.get("description", ""),
             "source": os.path.abspath(sweep_path), "ccdl": binary, "validated": bool(validate),
             "sets": [[p, v] for p, v in parse_sets(sets)], "slurm": sweep["slurm"]}
-    manifest.write(out_dir, meta, runs)
+    own_lock = lock is None
+    if own_lock:
+        lock = dirlock.DirLock(out_dir, "expand")
+    os.makedirs(out_dir, exist_ok=True)
+    lock.acquire()
+    try:
+        manifest.write(out_dir, meta, runs)
+    finally:
+        if own_lock:
+            lock.release()
     refs = {r.reference.name for r in runs if r.reference}
     auto = sum(1 for r in runs if r.auto)
     print(f"{sweep_path}: {len(runs)} runs ({len(refs)} references, "
@@ -109,10 +123,7 @@ def run_states(directory, doc, with_queue=True):
     queued = slurm.queued_tasks(jobs) if with_queue and jobs else {}
     out = []
     for e in doc["runs"]:
-        try:
-            spec = manifest.read_spec(directory, e)
-        except (OSError, ValueError):
-            spec = None
+        spec = manifest.read_spec(directory, e)
         st, detail = traces.state(os.path.join(directory, e["trace"]), spec)
         q = (queued or {}).get(e["index"])
         if q and st != "completed":
@@ -140,6 +151,8 @@ def last_log_line(directory, name):
 
 
 UNFINISHED = ("resumable", "failed", "killed", "missing", "stale")
+# not UNFINISHED: completed, and running / pending (a live ccdl process writes the trace, or a
+# Slurm task of an earlier submission is queued): submit and local leave those alone
 
 
 # ---------------------------------------------------------------- submit
@@ -167,8 +180,14 @@ def set_aside(directory, entry):
     note(f"{entry['trace']} is a completed run of another spec: moved to {os.path.relpath(dst, directory)}")
 
 
-def submit(directory, overrides, ccdl=None, dry_run=False):
+def submit(directory, overrides, ccdl=None, dry_run=False, lock=None):
+    """lock: a DirLock of DIR (held until the process ends), or None to take one here."""
+    if lock is None:
+        lock = dirlock.DirLock(directory, "submit")
+    manifest.read(directory)  # a clear message for a directory that is no sweep, before the lock
+    lock.acquire()
     doc = manifest.read(directory)
+    manifest.check_tsv(directory, doc, required=True)
     settings = grid.slurm_settings(dict(doc.get("slurm", {}), **overrides), directory, "settings")
     binary = resolve_binary(doc, ccdl)
     states, queued = run_states(directory, doc)
@@ -183,16 +202,28 @@ def submit(directory, overrides, ccdl=None, dry_run=False):
               f"{waiting_in_queue} queued or running")
         return 0
     for e in todo:
-        try:
-            n = manifest.read_spec(directory, e).get("workers")
-        except (OSError, ValueError):
-            raise SweepError(f"{e['spec']}: missing or not JSON (expand the sweep again)", directory) from None
+        spec = manifest.read_spec(directory, e)
+        if spec is None:
+            raise SweepError(f"{e['spec']}: missing (expand the sweep again)", directory)
+        n = spec.get("workers")
         if isinstance(n, int) and n % settings["ranks"]:
             raise SweepError(f"run {e['name']}: {settings['ranks']} ranks do not divide workers {n}", directory)
     todo_names = {e["name"] for e in todo}
     ready = [e for e in todo if e["reference"] is None or e["reference"] not in todo_names
              and by_name[e["reference"]][1] == "completed"]
     dependent = [e for e in todo if e not in ready]
+    # a reference neither completed, nor submitted now, nor queued in Slurm: a live ccdl
+    # process outside Slurm writes it; its dependents wait for the next submit
+    held = [e for e in dependent if e["reference"] not in todo_names
+            and (queued or {}).get(by_name[e["reference"]][0]["index"]) is None]
+    for e in held:
+        note(f"{e['name']}: not submitted: its reference {e['reference']} is "
+             f"{by_name[e['reference']][1]} outside Slurm (submit again when it completed)")
+    dependent = [e for e in dependent if e not in held]
+    todo = [e for e in todo if e not in held]
+    if not todo:
+        print(f"{directory}: nothing to submit now: {len(held)} runs wait for their references")
+        return 0
     if not dry_run:
         for e, st, _ in states:
             if st == "stale":
@@ -247,7 +278,9 @@ def resubmit_command(directory):
 
 
 def status(directory, only_unfinished=False):
+    """Takes no lock: reads only; a trace a live ccdl process writes shows as running."""
     doc = manifest.read(directory)
+    manifest.check_tsv(directory, doc)
     states, queued = run_states(directory, doc)
     counts = {}
     width = max(len(e["name"]) for e, _, _ in states)
@@ -274,21 +307,35 @@ def status(directory, only_unfinished=False):
 
 
 def local(directory, ranks=None, ccdl=None, mpiexec=None, dry_run=False):
-    """Run every unfinished run here, one after another, references first (no Slurm)."""
+    """Run every unfinished run here, one after another, references first (no Slurm).
+    Runs whose trace a live ccdl process writes are left alone."""
+    manifest.read(directory)  # a clear message for a directory that is no sweep, before the lock
+    with dirlock.DirLock(directory, "local"):
+        return _local(directory, ranks, ccdl, mpiexec, dry_run)
+
+
+def _local(directory, ranks, ccdl, mpiexec, dry_run):
     doc = manifest.read(directory)
+    manifest.check_tsv(directory, doc)
     binary = resolve_binary(doc, ccdl)
     ranks = ranks or doc.get("slurm", {}).get("ranks", 1)
     mpiexec = mpiexec or os.environ.get("MPIEXEC") or shutil.which("mpiexec") or "mpiexec"
     states, _ = run_states(directory, doc, with_queue=False)
     by_name = {e["name"]: st for e, st, _ in states}
     failed = 0
-    for e, st, _ in states:  # the manifest lists references before their dependents
+    for e, st, detail in states:  # the manifest lists references before their dependents
         if st == "completed":
+            continue
+        if st not in UNFINISHED:
+            note(f"{e['name']}: skipped, {detail or st}")
+            failed += 1
             continue
         if st == "stale" and not dry_run:
             set_aside(directory, e)
         if e["reference"] and by_name.get(e["reference"]) != "completed":
-            note(f"{e['name']}: skipped, its reference {e['reference']} did not complete")
+            why = ("is being written by a live ccdl process" if by_name.get(e["reference"]) == "running"
+                   else "did not complete")
+            note(f"{e['name']}: skipped, its reference {e['reference']} {why}")
             by_name[e["name"]] = "failed"
             failed += 1
             continue
@@ -302,7 +349,10 @@ def local(directory, ranks=None, ccdl=None, mpiexec=None, dry_run=False):
         os.makedirs(os.path.dirname(log), exist_ok=True)
         with open(log, "w", encoding="utf-8") as f:
             rc = subprocess.run(cmd, cwd=directory, stdout=f, stderr=subprocess.STDOUT).returncode
-        st, detail = traces.state(os.path.join(directory, e["trace"]), manifest.read_spec(directory, e))
+        try:
+            st, detail = traces.state(os.path.join(directory, e["trace"]), manifest.read_spec(directory, e))
+        except SweepError as err:  # the run left a trace that is not one: report it, go on
+            st, detail = "failed", err.line()
         by_name[e["name"]] = st
         print(f"{st:<10} {e['name']}  (exit {rc}){'  ' + detail if detail else ''}")
         failed += st != "completed"

@@ -97,6 +97,8 @@ SHORT_ORDER = {path: i for i, (path, _) in enumerate(SHORT_NAMES)}
 SHORT_FORMAT = dict(SHORT_NAMES)
 SHORT_FORMAT["seed"] = _prefixed("s")
 NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$")
+MAX_NAME_LENGTH = 200   # a run name is a file name (specs/NAME.json, traces/NAME.ckpt.h5)
+MAX_RUNS = 100000       # Slurm takes 1001 per sweep directory; this only stops runaway grids
 
 
 def name_part(path, value):
@@ -196,9 +198,15 @@ def load(path):
     name = sweep.get("name", os.path.splitext(os.path.basename(path))[0])
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise SweepError(f"name: {name!r} is not a file name ([A-Za-z0-9._+-])", path)
+    if len(name) > MAX_NAME_LENGTH:
+        raise SweepError(f"name: longer than {MAX_NAME_LENGTH} characters", path)
     sweep["name"] = name
+    if not isinstance(sweep.get("description", ""), str):
+        raise SweepError("description: expected a string", path)
     base = sweep["base"]
     if isinstance(base, str):
+        if not base:
+            raise SweepError("base: expected a spec object or the path of a spec file, got ''", path)
         base_path = os.path.join(os.path.dirname(os.path.abspath(path)), base)
         try:
             base = load_file(base_path)
@@ -295,11 +303,18 @@ def expand(sweep, base, schema=None, sets=(), check_keys=True):
     if keys is not None:
         keys.check_spec(base, "base")
     runs = []
+    total = 0
     for gi, grid in enumerate(sweep["grid"]):
         where = f"grid[{gi}]" if len(sweep["grid"]) > 1 else "grid"
         axes = list(grid.items())
         for path, values in axes:
             _check_axis(path, values, keys, where)
+        size = 1
+        for _, values in axes:
+            size *= len(values)
+        total += size
+        if total > MAX_RUNS:
+            raise SweepError(f"{where}: more than {MAX_RUNS} runs in the sweep")
         # object paths (shallower first) merge before leaf values set, whatever the file order
         order = sorted(range(len(axes)), key=lambda i: (
             0 if any(isinstance(v, dict) for v in axes[i][1]) else 1, axes[i][0].count(".")))
@@ -393,6 +408,9 @@ def _assign_names(runs, flats, varying, sweep_name):
         run.name = "-".join(name_part(p, v) for p, v in run.varying.items()) or sweep_name
         if not NAME_RE.match(run.name):
             run.name = re.sub(r"[^A-Za-z0-9._+-]", "_", run.name).lstrip(".-") or sweep_name
+        if len(run.name) > MAX_NAME_LENGTH:
+            raise SweepError(f"{run.origin}: run name {run.name[:40]}... is longer than "
+                             f"{MAX_NAME_LENGTH} characters (a file name): shorten the values")
         if run.name in names and clash is None:
             clash = (names[run.name], run)
         names.setdefault(run.name, run)

@@ -2,12 +2,18 @@
 
 import json
 import math
+import os
 import re
+import stat
 
 from . import SweepError
 
 
 # ---------------------------------------------------------------- strict JSON
+
+
+MAX_DEPTH = 64           # specs, sweep files and manifests nest a handful of levels
+MAX_BYTES = 256 << 20    # no sweep file, spec or manifest comes near this
 
 
 def _no_duplicates(pairs):
@@ -23,18 +29,87 @@ def _no_constants(name):
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {brief(text)} is out of range")
+    return value
+
+
+def depth(obj):
+    """How deeply obj nests (a scalar: 0, [] or {}: 1), without recursion."""
+    deepest, stack = 0, [(obj, 0)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            level += 1
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((v, level) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def brief(value, limit=60):
+    """repr of a value from a file, cut to one short line for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def loads_strict(text):
-    """json.loads that rejects duplicate keys and NaN/Infinity (like ccdl's parser)."""
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    """json.loads that rejects duplicate keys, NaN/Infinity and numbers that overflow a double
+    (like ccdl's parser), and nesting deeper than MAX_DEPTH (ValueError for each)."""
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                           parse_float=_finite)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+    if depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def read_text(path):
+    """The UTF-8 text of a regular file; SweepError naming the file otherwise. Never blocks:
+    a FIFO, a device or a directory is refused before anything is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte or a lone surrogate in the path
+        raise SweepError(f"cannot read: {getattr(e, 'strerror', None) or e}", path) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SweepError(f"not a regular file ({file_kind(st.st_mode)})", path)
+        if st.st_size > MAX_BYTES:
+            raise SweepError(f"{st.st_size} bytes: too large for a JSON file here", path)
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError as e:
+        raise SweepError(f"cannot read: {e.strerror}", path) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SweepError(f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})", path) from None
+
+
+def file_kind(mode):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def load_file(path):
     """Parse a JSON file strictly; SweepError naming the file on any problem."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise SweepError(f"cannot read: {e.strerror}", path) from None
+    text = read_text(path)
     if not text.strip():
         raise SweepError("empty file (expected a JSON object)", path)
     try:
@@ -115,7 +190,10 @@ def normal(value):
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any double: compared as itself
+            return value
     if isinstance(value, list):
         return [normal(v) for v in value]
     if isinstance(value, dict):
