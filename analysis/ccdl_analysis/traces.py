@@ -13,15 +13,15 @@ import json
 import math
 import numbers
 import os
-import pickle
-import select
-import signal
 import stat
 import sys
-import time
 
 import h5py
 import numpy as np
+from ccdl_sweep import h5safe
+from ccdl_sweep.h5safe import open_h5
+from ccdl_sweep.manifest import path_problem
+from ccdl_sweep.specjson import MAX_DEPTH, brief, depth, file_kind
 
 STEP_COLUMNS = ("step", "epoch", "phase", "lr", "loss", "grad_norm", "xi", "theta", "target",
                 "rounds", "capped")
@@ -45,7 +45,6 @@ FORMAT_VERSION = 1
 REQUIRED_STRINGS = ("spec", "ccdl_version", "exit_reason")
 OPTIONAL_STRINGS = ("created",)
 OPTIONAL_INTS = ("n", "ranks", "threads")
-MAX_DEPTH = 64
 # Spec keys the analysis reads for itself (policies, names): their types are checked.
 SPEC_TYPES = {
     "name": (str, "a string"), "communication": (dict, "an object"),
@@ -76,115 +75,8 @@ class TraceError(Exception):
         self.path, self.message = path, message
 
 
-def open_h5(path):
-    """h5py.File(path, "r"); in SWMR-read mode only for a trace whose writer was killed
-    mid-flush (its superblock still says "open for write"). Plain mode first: in SWMR mode
-    HDF5 retries a metadata read that fails its checksum for minutes before it gives up."""
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        if "already open for write" not in str(e):
-            raise
-    return h5py.File(path, "r", swmr=True)
-
-
-def h5_timeout():
-    try:
-        return max(0.1, float(os.environ.get("CCDL_HDF5_TIMEOUT", "60")))
-    except ValueError:
-        return 60.0
-
-
 def isolated(fn, path, *args):
-    """fn(path, *args) run in a forked child, its result pickled back: the HDF5 library can
-    crash or loop on a damaged file, and that must end in one line naming the file, not a
-    signal or a hang. TraceError from fn is raised here as it was; a crash, or no answer
-    within $CCDL_HDF5_TIMEOUT seconds (default 60), is a TraceError naming the file."""
-    if not hasattr(os, "fork"):
-        return fn(path, *args)
-    timeout = h5_timeout()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: answer through the pipe, never return into the caller
-        try:
-            os.close(r)
-            quiet = os.open(os.devnull, os.O_WRONLY)  # whatever a crashing library prints
-            os.dup2(quiet, 1)
-            os.dup2(quiet, 2)
-            try:
-                answer = ("ok", fn(path, *args))
-            except TraceError as e:
-                answer = ("error", (e.path, e.message))
-            except BaseException as e:  # noqa: BLE001
-                answer = ("internal", f"{type(e).__name__}: {e}")
-            view = memoryview(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
-            while view:
-                view = view[os.write(w, view):]
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                raise TraceError(path, f"HDF5 did not finish reading it within {timeout:g} s (a damaged "
-                                       f"file? $CCDL_HDF5_TIMEOUT sets the limit)")
-            chunk = os.read(r, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(r)
-    _, status = os.waitpid(pid, 0)
-    try:
-        kind, value = pickle.loads(b"".join(chunks))
-    except Exception:  # noqa: BLE001 (nothing, or half an answer: the child died)
-        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        raise TraceError(path, f"HDF5 crashed reading it ({f'signal {sig}' if sig else 'no answer'}): "
-                               f"a damaged file") from None
-    if kind == "ok":
-        return value
-    if kind == "error":
-        raise TraceError(*value)
-    raise RuntimeError(value)
-
-
-def brief(value, limit=60):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def depth(obj):
-    """How deeply obj nests, without recursion (stops counting past MAX_DEPTH)."""
-    deepest, stack = 0, [(obj, 0)]
-    while stack:
-        value, level = stack.pop()
-        if isinstance(value, (dict, list)):
-            level += 1
-            deepest = max(deepest, level)
-            if level <= MAX_DEPTH:
-                stack.extend((v, level) for v in (value.values() if isinstance(value, dict) else value))
-    return deepest
-
-
-def file_kind(mode):
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a file"
+    return h5safe.isolated(fn, path, *args, error_type=TraceError, make_error=TraceError)
 
 
 def regular(path):
@@ -221,28 +113,6 @@ def load_json_file(path):
     if depth(doc) > MAX_DEPTH:
         raise TraceError(path, f"invalid JSON: nested more than {MAX_DEPTH} levels deep")
     return doc
-
-
-def inside_problem(directory, rel):
-    """'' when rel is a path relative to DIR that stays inside it, else why not (the rule of
-    ccdl-sweep's manifests, docs/sweeps.md)."""
-    if not isinstance(rel, str) or not rel:
-        return f"expected a path relative to the sweep directory, got {brief(rel)}"
-    if "\0" in rel:
-        return f"{brief(rel)}: a NUL byte in a path"
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"{brief(rel)}: not UTF-8"
-    if os.path.isabs(rel):
-        return f"{brief(rel)} is an absolute path; paths in a manifest stay inside the sweep directory"
-    if ".." in rel.split("/"):
-        return f"{brief(rel)} has a '..' component; paths in a manifest stay inside the sweep directory"
-    top = os.path.realpath(directory)
-    real = os.path.realpath(os.path.join(directory, rel))
-    if os.path.commonpath([top, real]) != top:
-        return f"{brief(rel)} leads outside the sweep directory through a symbolic link (to {brief(real)})"
-    return ""
 
 
 def short(path):
@@ -547,7 +417,7 @@ def _manifest_traces(item, man, allow_incomplete):
         label = f"run {name} (runs[{i}])" if isinstance(name, str) else f"runs[{i}]"
         if not isinstance(name, str) or not name:
             raise TraceError(man, f"{label}: name: expected a string, got {brief(name)}")
-        problem = inside_problem(item, r.get("trace"))
+        problem = path_problem(item, r.get("trace"))
         if problem:
             raise TraceError(man, f"{label}: trace: {problem}")
     out = []

@@ -19,17 +19,13 @@ import fcntl
 import json
 import numbers
 import os
-import pickle
 import re
-import select
 import shutil
-import signal
 import stat
 import subprocess
-import sys
-import time
 
-from . import SweepError
+from . import SweepError, h5safe
+from .h5safe import open_h5
 from .specjson import MAX_DEPTH, brief, depth, file_kind, flatten, same
 
 # format_version of the traces this reader knows (absent in traces of ccdl 0.1: then the
@@ -167,90 +163,9 @@ def _scalar(v):
     return v
 
 
-def open_h5(path):
-    """h5py.File(path, "r"); in SWMR-read mode only for a trace whose writer was killed
-    mid-flush (its superblock still says "open for write"). Plain mode first: in SWMR mode
-    HDF5 retries a metadata read that fails its checksum for minutes before it gives up."""
-    import h5py  # noqa: PLC0415 (optional dependency)
-
-    try:
-        return h5py.File(path, "r")
-    except OSError as e:
-        if "already open for write" not in str(e):
-            raise
-    return h5py.File(path, "r", swmr=True)
-
-
-def h5_timeout():
-    try:
-        return max(0.1, float(os.environ.get("CCDL_HDF5_TIMEOUT", "60")))
-    except ValueError:
-        return 60.0
-
-
 def isolated(fn, path):
-    """fn(path) run in a forked child, its result pickled back: the HDF5 library can crash or
-    loop on a damaged file, and that must end in one line naming the file, not a signal or a
-    hang. SweepError from fn is raised here as it was; a crash, or no answer within
-    $CCDL_HDF5_TIMEOUT seconds (default 60), is a SweepError naming the file."""
-    if not hasattr(os, "fork"):
-        return fn(path)
-    timeout = h5_timeout()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: answer through the pipe, never return into the caller
-        try:
-            os.close(r)
-            quiet = os.open(os.devnull, os.O_WRONLY)  # whatever a crashing library prints
-            os.dup2(quiet, 1)
-            os.dup2(quiet, 2)
-            try:
-                answer = ("ok", fn(path))
-            except SweepError as e:
-                answer = ("error", (str(e), e.path))
-            except BaseException as e:  # noqa: BLE001
-                answer = ("internal", f"{type(e).__name__}: {e}")
-            view = memoryview(pickle.dumps(answer))
-            while view:
-                view = view[os.write(w, view):]
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                raise SweepError(f"HDF5 did not finish reading it within {timeout:g} s (a damaged "
-                                 f"file? $CCDL_HDF5_TIMEOUT sets the limit)", path)
-            chunk = os.read(r, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(r)
-    _, status = os.waitpid(pid, 0)
-    try:
-        kind, value = pickle.loads(b"".join(chunks))
-    except Exception:  # noqa: BLE001 (nothing, or half an answer: the child died)
-        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        raise SweepError(f"HDF5 crashed reading it ({f'signal {sig}' if sig else 'no answer'}): "
-                         f"a damaged file", path) from None
-    if kind == "ok":
-        return value
-    if kind == "error":
-        raise SweepError(value[0], value[1])
-    raise RuntimeError(value)
+    return h5safe.isolated(fn, path, error_type=SweepError,
+                           make_error=lambda p, message: SweepError(message, p))
 
 
 def _with_h5py(path):
