@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/build.sh
 ranks=${RANKS:-2}
-echo "quickstart: mpiexec -n $ranks ./ccdl run examples/quickstart.json"
-mpiexec -n "$ranks" ./ccdl run examples/quickstart.json
-echo "quickstart: trace written to quickstart.h5 (see docs/trace.md)"
+# --resume: a second quickstart continues a stopped run and leaves a completed trace as it
+# is (ccdl never overwrites a finished result; add --force to train again over it)
+echo "quickstart: mpiexec -n $ranks ./ccdl run examples/quickstart.json --resume"
+mpiexec -n "$ranks" ./ccdl run examples/quickstart.json --resume
+echo "quickstart: trace in quickstart.h5 (see docs/trace.md)"
