@@ -96,7 +96,7 @@ static int transfer_row(hid_t dset, hid_t dxpl, int write, int64_t row, size_t c
  * -1: failed here (the HDF5 reason is on this rank's stack); 1: failed on another rank. */
 static int write_buffer(hid_t group, hid_t dxpl, const ws_buffer *b, const layout *l,
                         MPI_Comm comm) {
-    char why[256];
+    char why[256] = "cannot create the dataset";
     hsize_t dims[2] = {(hsize_t)l->n, b->count};
     hsize_t chunk[2] = {1, b->count < CHUNK_FLOATS ? b->count : CHUNK_FLOATS};
     hid_t space = H5Screate_simple(2, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE), dset = -1;
@@ -104,11 +104,14 @@ static int write_buffer(hid_t group, hid_t dxpl, const ws_buffer *b, const layou
                H5Pset_fletcher32(dcpl) >= 0 &&
                (dset = H5Dcreate2(group, b->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl,
                                   H5P_DEFAULT)) >= 0;
-    int all;
-    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
+    ccdl_error e = {CCDL_ERR_RUNTIME, ""};
+    snprintf(e.text, sizeof e.text, "/workers/%s: cannot write (%s)", b->name, why);
+    int all = agree_io(!mine, &e, comm, "a checkpoint write failed on another rank") == 0;
     for (int w = 0; all && w < l->per_rank; w++) {
         mine = transfer_row(dset, dxpl, 1, l->first + w, b->count, b->w[w], why) == 0;
-        MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
+        snprintf(e.text, sizeof e.text, "/workers/%s row %lld: cannot write (%s)", b->name,
+                 (long long)(l->first + w), why);
+        all = agree_io(!mine, &e, comm, "a checkpoint write failed on another rank") == 0;
     }
     if (dset >= 0 && H5Dclose(dset) < 0) mine = all = 0;
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -197,7 +200,7 @@ int checkpoint_write(const char *path, const char *spec_json, const worker_state
         rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot create the checkpoint (%s)", tmp,
                        h5_reason(why));
     if (fapl >= 0) H5Pclose(fapl);
-    if (agree(rc, err, comm)) return -1;
+    if (agree_io(rc, err, comm, "cannot create the checkpoint on another rank")) return -1;
     /* The disk first: a full disk or quota fails here, on rank 0, before any collective
      * write could fail on one rank only; the previous checkpoint stays in place. */
     if (l->rank == 0) {
@@ -217,7 +220,7 @@ int checkpoint_write(const char *path, const char *spec_json, const worker_state
     if (H5Fclose(file) < 0 && rc == 0)
         rc = ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: cannot close the checkpoint (%s)", tmp,
                        h5_reason(why));
-    if (agree(rc, err, comm)) {
+    if (agree_io(rc, err, comm, "the checkpoint write failed on another rank")) {
         if (l->rank == 0) unlink(tmp);
         return -1;
     }
@@ -401,7 +404,7 @@ int checkpoint_read(const char *path, const char *spec_json, worker_state *ws, c
                        "%s: cannot open the checkpoint: truncated or corrupt (%s)", path,
                        h5_reason(why));
     if (fapl >= 0) H5Pclose(fapl);
-    if (agree(rc, err, comm)) return -1;
+    if (agree_io(rc, err, comm, "cannot create the checkpoint on another rank")) return -1;
     rc = read_contents(file, path, spec_json, ws, l, comm, p, err);
     if (H5Fclose(file) < 0 && rc == 0)
         rc = ccdl_fail(err, CCDL_ERR_INPUT, "%s: cannot close the checkpoint (%s)", path,
