@@ -22,15 +22,15 @@ static int targeted(int fd) {
     return len >= sl && strcmp(path + len - sl, suffix) == 0;
 }
 
-#define WRAP(name, ret, params, args)                                                      \
-    ret name params {                                                                      \
-        static ret(*real) params;                                                          \
-        if (!real) real = (ret(*) params)dlsym(RTLD_NEXT, #name);                          \
-        if (targeted(fd)) {                                                                \
-            errno = EIO;                                                                   \
-            return -1;                                                                     \
-        }                                                                                  \
-        return real args;                                                                  \
+#define WRAP(name, ret, params, args)                                                              \
+    ret name params {                                                                              \
+        static ret(*real) params;                                                                  \
+        if (!real) real = (ret(*) params)dlsym(RTLD_NEXT, #name);                                  \
+        if (targeted(fd)) {                                                                        \
+            errno = EIO;                                                                           \
+            return -1;                                                                             \
+        }                                                                                          \
+        return real args;                                                                          \
     }
 
 WRAP(write, ssize_t, (int fd, const void *buf, size_t count), (fd, buf, count))
