@@ -29,7 +29,7 @@ for p in 1 2; do
         ".:is a directory, not a file"; do
         file=${bad%%:*} want=${bad#*:}
         for cmd in run validate; do
-            timeout 30 "$MPIEXEC" -n "$p" "$CCDL" "$cmd" "$work/$file" > /dev/null 2> "$work/e"
+            timeout 30 "$MPIEXEC" $MPIEXEC_FLAGS -n "$p" "$CCDL" "$cmd" "$work/$file" > /dev/null 2> "$work/e"
             code=$?
             check "$cmd $file on $p rank(s): exit 2, one line: $want" \
                 sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -qF '$want' '$work/e'"
@@ -42,19 +42,19 @@ sed -e 's/"workers": 4,/"workers": 4096,/' -e 's/"hidden": \[32\]/"hidden": [409
     "$specs/tiny-ring.json" > "$work/huge.json"
 for p in 1 2; do
     for cmd in validate run; do
-        timeout 60 "$MPIEXEC" -n "$p" "$CCDL" "$cmd" "$work/huge.json" > /dev/null 2> "$work/e"
+        timeout 60 "$MPIEXEC" $MPIEXEC_FLAGS -n "$p" "$CCDL" "$cmd" "$work/huge.json" > /dev/null 2> "$work/e"
         code=$?
         check "$cmd beyond memory on $p rank(s): exit 2, one line naming workers and GiB" \
             sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -q '^ccdl: workers: 4096 workers of .* GiB of worker state' '$work/e'"
     done
-    timeout 60 "$MPIEXEC" -n "$p" "$CCDL" consensus-bench --n 4096 --d 1073741824 --kinds ring \
+    timeout 60 "$MPIEXEC" $MPIEXEC_FLAGS -n "$p" "$CCDL" consensus-bench --n 4096 --d 1073741824 --kinds ring \
         > /dev/null 2> "$work/e"
     code=$?
     check "consensus-bench beyond memory on $p rank(s): exit 2, one line" \
         sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -q 'needs .* GiB' '$work/e'"
 done
 check "validate a good spec" sh -c "'$CCDL' validate '$specs/tiny-ring.json' | grep -q ': ok'"
-check "validate on 2 ranks" sh -c "'$MPIEXEC' -n 2 '$CCDL' validate '$specs/tiny-ring.json' | grep -q ': ok'"
+check "validate on 2 ranks" sh -c "'$MPIEXEC' $MPIEXEC_FLAGS -n 2 '$CCDL' validate '$specs/tiny-ring.json' | grep -q ': ok'"
 check "spec-keys lists every section" sh -c "'$CCDL' spec-keys | grep -q '| \`topology.kind\` |'"
 # a corrupt data file: exit 2, one line naming the file, no completed trace
 mkdir -p "$work/data"

@@ -11,7 +11,7 @@ sum() { md5sum < "$1"; }
 refused() {
     local p=$1 what=$2 want=$3
     shift 3
-    timeout 60 "$MPIEXEC" -n "$p" "$CCDL" "$@" 2> "$work/err" > /dev/null
+    timeout 60 "$MPIEXEC" $MPIEXEC_FLAGS -n "$p" "$CCDL" "$@" 2> "$work/err" > /dev/null
     local rc=$?
     if [ "$rc" = 2 ] && [ "$(wc -l < "$work/err")" = 1 ] && grep -qF -- "$want" "$work/err"; then
         pass "$what, $p rank(s): $(cat "$work/err")"
@@ -66,7 +66,7 @@ check "an unfinished trace is run again" \
 # first one still completes untouched (its lock file is gone after it)
 sed -e 's/"epochs": 2/"epochs": 400/' -e 's/"train_subset": 2048, //' "$specs/tiny-ring.json" \
     > "$work/long.json"
-"$MPIEXEC" -n 2 "$CCDL" run "$work/long.json" --quiet --out "$work/live.h5" &
+"$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$CCDL" run "$work/long.json" --quiet --out "$work/live.h5" &
 pid=$!
 for _ in $(seq 1 300); do [ -s "$work/live.h5.lock" ] && break; sleep 0.1; done
 for p in 1 2; do

@@ -60,7 +60,7 @@ mount_disk 800k
 sed 's#"communication"#"checkpoint": {"path": "'"$work"'/t.ckpt.h5"}, "communication"#' \
     "$work/spec.json" > "$work/trace-full.json"
 start=$(date +%s)
-timeout 60 "$MPIEXEC" -n 2 "$CCDL" run "$work/trace-full.json" --quiet --out "$disk/t.h5" \
+timeout 60 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$CCDL" run "$work/trace-full.json" --quiet --out "$disk/t.h5" \
     2> "$work/err"
 rc=$?
 took=$(($(date +%s) - start))
@@ -77,7 +77,7 @@ check "trace disk full: exit_reason recorded" \
 # does not; the run stops at epoch 2 with the epoch-1 checkpoint intact
 mount_disk 1400k
 start=$(date +%s)
-timeout 60 "$MPIEXEC" -n 2 "$CCDL" run "$work/ckpt-full.json" --quiet --out "$work/c.h5" \
+timeout 60 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$CCDL" run "$work/ckpt-full.json" --quiet --out "$work/c.h5" \
     2> "$work/err"
 rc=$?
 took=$(($(date +%s) - start))
@@ -90,7 +90,7 @@ check "checkpoint disk full: 512 real step rows" rows_real "$work/c.h5" 512
 check "checkpoint disk full: no temporary file left" [ ! -e "$disk/c.ckpt.h5.tmp" ]
 # room again: the resume continues from the epoch-1 checkpoint to the uninterrupted result
 mount -o remount,size=8m "$disk"
-timeout 60 "$MPIEXEC" -n 2 "$CCDL" run "$work/ckpt-full.json" --quiet --out "$work/c.h5" \
+timeout 60 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$CCDL" run "$work/ckpt-full.json" --quiet --out "$work/c.h5" \
     --resume 2> "$work/err"
 rc=$?
 check "checkpoint disk full: resumed with room, exit 0 (got $rc)" [ "$rc" = 0 ]
@@ -101,7 +101,7 @@ check "checkpoint disk full: resumed trace equals the uninterrupted run" \
 mount_disk 4k
 dd if=/dev/zero of="$disk/filler" bs=4k count=1 2> /dev/null
 for p in 1 2; do
-    timeout 60 "$MPIEXEC" -n "$p" "$CCDL" run "$work/trace-full.json" --quiet \
+    timeout 60 "$MPIEXEC" $MPIEXEC_FLAGS -n "$p" "$CCDL" run "$work/trace-full.json" --quiet \
         --out "$disk/none.h5" 2> "$work/err"
     rc=$?
     cat "$work/err"

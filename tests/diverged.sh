@@ -6,7 +6,7 @@
 sed 's/"lr": 0.001/"lr": 1000/' "$specs/tiny-adam-dirichlet.json" > "$work/adam.json"
 sed 's/"lr": 0.05/"lr": 1e6/' "$specs/tiny-ring.json" > "$work/sgd.json"
 for opt in adam sgd; do
-    timeout 120 "$MPIEXEC" -n 2 "$CCDL" run "$work/$opt.json" --quiet --out "$work/$opt.h5" \
+    timeout 120 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$CCDL" run "$work/$opt.json" --quiet --out "$work/$opt.h5" \
         2> "$work/err"
     rc=$?
     cat "$work/err"

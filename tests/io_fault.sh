@@ -14,7 +14,7 @@ for r in 0 1; do
     rm -f "$work/t.h5" "$work"/c.ckpt.h5*
     start=$(date +%s)
     CCDL_IO_AGREE_SECONDS=5 FAILIO_RANK=$r FAILIO_SUFFIX=.ckpt.h5.tmp timeout -s KILL 120 \
-        "$MPIEXEC" -n 2 -genv LD_PRELOAD "$work/failio.so" "$CCDL" run "$work/spec.json" \
+        "$MPIEXEC" $MPIEXEC_FLAGS -n 2 -genv LD_PRELOAD "$work/failio.so" "$CCDL" run "$work/spec.json" \
         --quiet --out "$work/t.h5" 2> "$work/err"
     rc=$?
     took=$(($(date +%s) - start))

@@ -1,6 +1,6 @@
 # lib.sh: shared by the test scripts (sourced). Each script gets a fresh scratch directory.
 set -u
-: "${MPIEXEC:=mpiexec}" "${PYTHON:=/usr/bin/python3}" "${CCDL:=./ccdl}" "${top_srcdir:=.}"
+: "${MPIEXEC:=mpiexec}" "${MPIEXEC_FLAGS:=}" "${PYTHON:=/usr/bin/python3}" "${CCDL:=./ccdl}" "${top_srcdir:=.}"
 : "${HYDRA_LAUNCHER:=fork}"
 export HYDRA_LAUNCHER OMP_NUM_THREADS=1
 name=$(basename "$0" .sh)
@@ -19,6 +19,6 @@ finish() {
     [ "$failures" -eq 0 ]
 }
 # mpirun P ARGS...: run ccdl-style commands on P ranks
-mpirun() { local p=$1; shift; "$MPIEXEC" -n "$p" "$@"; }
+mpirun() { local p=$1; shift; "$MPIEXEC" $MPIEXEC_FLAGS -n "$p" "$@"; }
 # h5attr FILE NAME: print a root attribute
 h5attr() { "$PYTHON" -c 'import h5py,sys; v=h5py.File(sys.argv[1],"r").attrs[sys.argv[2]]; print(v.decode() if isinstance(v,bytes) else v)' "$1" "$2"; }

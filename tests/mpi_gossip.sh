@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 bin="${top_builddir:-.}/tests/test_gossip"
 for p in 1 2 4; do
-    check "test_gossip on $p ranks" sh -c "'$MPIEXEC' -n $p '$bin' > '$work/out$p.txt'"
+    check "test_gossip on $p ranks" sh -c "'$MPIEXEC' $MPIEXEC_FLAGS -n $p '$bin' > '$work/out$p.txt'"
 done
 check "test_gossip printed digests" test -s "$work/out1.txt"
 for p in 2 4; do

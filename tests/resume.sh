@@ -190,7 +190,7 @@ check "--resume without a checkpoint starts fresh" "$PYTHON" "$compare" "$work/r
 refuse() { # WHAT RANKS EXPECTED-TEXT SPEC
     local what=$1 p=$2 text=$3 spec=$4 before code
     before=$(md5sum < "$work/bad.h5")
-    timeout 60 "$MPIEXEC" -n "$p" "$CCDL" run "$spec" --quiet --resume --out "$work/bad.h5" 2> "$work/bad.err"
+    timeout 60 "$MPIEXEC" $MPIEXEC_FLAGS -n "$p" "$CCDL" run "$spec" --quiet --resume --out "$work/bad.h5" 2> "$work/bad.err"
     code=$?
     check "$what ($p ranks): exit 2, one line naming it, trace untouched" \
         sh -c "test $code -eq 2 && test \$(wc -l < '$work/bad.err') -eq 1 && grep -q \"$text\" '$work/bad.err' && test '$before' = \"\$(md5sum < '$work/bad.h5')\""

@@ -12,6 +12,7 @@ Environment: FUZZ_SEED (default 20261204), FUZZ_CASES (default 240)."""
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 
@@ -137,7 +138,7 @@ def main(ccdl, mpiexec, work, specs):
         with open(path, "wb") as f:
             f.write(data)
         ranks = 2 if k % 8 == 7 else 1
-        launch = [mpiexec, "-n", str(ranks)] if ranks > 1 else []
+        launch = shlex.split(mpiexec) + ["-n", str(ranks)] if ranks > 1 else []
         case = f"case {k} ({os.path.basename(base)}: {what}, {ranks} rank(s))"
         vrc, verr = run(launch + [ccdl, "validate", path], env, 60)
         out = os.path.join(work, f"m{k}.h5")

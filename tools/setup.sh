@@ -7,18 +7,30 @@ packages=(
     mpich libmpich-dev                                     # MPI
     libdnnl-dev                                            # oneDNN 2.x
     libhdf5-mpich-dev hdf5-tools                           # parallel HDF5, h5dump
+    openmpi-bin libopenmpi-dev libhdf5-openmpi-dev         # the Open MPI build (tools/site-build.sh)
+    libhdf5-dev                                            # a serial HDF5, which configure must refuse
+    help2man                                               # the man page
     libjansson-dev zlib1g-dev liblapacke-dev               # JSON, gzip, eigenvalues
     dataset-fashion-mnist                                  # the default data
     python3 python3-h5py python3-numpy python3-matplotlib  # analysis (/usr/bin/python3)
+    python3-pandas                                         # the notebook API
     clang-format                                           # format check in make check
     slurm-wlm munge                                        # sweeps (tests start a one-node cluster)
 )
+# Open MPI takes over the `mpicc` / `mpiexec` alternatives when installed after MPICH; ccdl's
+# default build, the README and the Slurm jobs (srun --mpi=pmi2) are MPICH's, so pin it.
+pin_mpich() {
+    local s=""; [ "$(id -u)" -eq 0 ] || s="sudo"
+    $s update-alternatives --quiet --set mpi /usr/bin/mpicc.mpich
+    $s update-alternatives --quiet --set mpirun /usr/bin/mpirun.mpich
+}
 missing=()
 for p in "${packages[@]}"; do
     [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "setup: all ${#packages[@]} packages present"
+    pin_mpich
     exit 0
 fi
 echo "setup: installing ${missing[*]}"
@@ -27,4 +39,5 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+pin_mpich
 echo "setup: done"

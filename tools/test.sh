@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test.sh: on a fresh Debian 12 machine, set up, build with -Werror and run the whole test
 # suite (make check: unit tests, MPI tests on 1, 2 and 4 ranks, the bad-spec corpus), then
-# make distcheck (the tarball builds out of tree and passes the same suite), then the fault
-# tests again under ASan + UBSan (./configure --enable-sanitizers).
+# make distcheck (the tarball builds out of tree, passes the same suite, installs, and passes
+# make installcheck from the prefix), then the fault tests again under ASan + UBSan
+# (./configure --enable-sanitizers), then a cluster-style build against Open MPI with
+# dependencies from prefixes and its MPI tests (tools/site-build.sh, docs/install.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -35,4 +37,9 @@ san_tests="tests/test_rng tests/test_spec tests/test_topology tests/test_data te
     { grep -E '^(FAIL|ERROR)' build-sanitizers/check.log; tail -n 60 build-sanitizers/tests/*.log; exit 1; }
 grep -E '^(PASS|FAIL|SKIP|ERROR):' build-sanitizers/check.log | sed 's/^/sanitizers: /'
 echo "test.sh: sanitizer tests passed in $(( $(date +%s) - san_start ))s"
-echo "test.sh: make check, make distcheck and the sanitizer tests passed in $(( $(date +%s) - start ))s"
+site_start=$(date +%s)
+bash tools/site-build.sh ccdl-*.tar.gz build-site "$PWD/ccdl" > site-build.log 2>&1 ||
+    { cat site-build.log; exit 1; }
+grep -E '^(ok|FAIL|open-mpi):' site-build.log | sed 's/^/site-build: /'
+echo "test.sh: Open MPI site build and its tests passed in $(( $(date +%s) - site_start ))s"
+echo "test.sh: make check, make distcheck, the sanitizer tests and the Open MPI build passed in $(( $(date +%s) - start ))s"

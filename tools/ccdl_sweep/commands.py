@@ -12,7 +12,9 @@ import tempfile
 from . import SweepError, ccdlbin, dirlock, grid, manifest, slurm, traces
 from .specjson import brief, del_path, get_path, load_file, loads_strict, set_path
 
-TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ccdl-sweep")
+# this command as the user ran it (installed or in the source tree), for the lines it prints
+TOOL = (os.path.abspath(sys.argv[0]) if os.path.basename(sys.argv[0]) == "ccdl-sweep"
+        else os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ccdl-sweep"))
 
 
 def note(msg):
@@ -341,7 +343,7 @@ def _local(directory, ranks, ccdl, mpiexec, dry_run):
             continue
         cmd = [binary, "run", e["spec"], "--out", e["trace"], "--resume"]
         if ranks > 1:
-            cmd = shlex.split(mpiexec) + ["-n", str(ranks)] + cmd
+            cmd = shlex.split(mpiexec) + shlex.split(os.environ.get("MPIEXEC_FLAGS", "")) + ["-n", str(ranks)] + cmd
         if dry_run:
             print("would run: " + shlex.join(cmd))
             continue

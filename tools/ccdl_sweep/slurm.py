@@ -6,8 +6,11 @@ import subprocess
 
 from . import SweepError
 
-JOB_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "jobs", "ccdl-array.sbatch")
+try:  # installed: `make install` wrote where it put the job scripts
+    from .installdirs import JOBS_DIR
+except ImportError:  # the source tree: jobs/ beside tools/
+    JOBS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "jobs")
+JOB_SCRIPT = os.path.join(JOBS_DIR, "ccdl-array.sbatch")
 MAX_ARRAY_INDEX = 1000  # Slurm's default MaxArraySize is 1001
 
 
