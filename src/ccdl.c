@@ -1,6 +1,6 @@
 /* ccdl.c: the command-line front end (docs/cli.md).
  *
- *   ccdl run SPEC [--out FILE] [--quiet] [--resume] [--force]
+ *   ccdl run SPEC [--out FILE] [--quiet] [--progress SECONDS] [--resume] [--force]
  *                                           train; `mpiexec -n P ccdl run ...` spreads workers
  *   ccdl validate SPEC                      check spec, rank count and data, train nothing
  *   ccdl spec-keys                          print the spec key reference (Markdown table)
@@ -15,6 +15,7 @@
 #include <mpi.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 #include "util.h"
 
 static const char usage[] =
-    "usage: ccdl run SPEC [--out FILE] [--quiet] [--resume] [--force]\n"
+    "usage: ccdl run SPEC [--out FILE] [--quiet] [--progress SECONDS] [--resume] [--force]\n"
     "       ccdl validate SPEC\n"
     "       ccdl spec-keys | trace-columns\n"
     "       ccdl topology [--kinds K1,K2,..] [--n N1,N2,..] [--json]\n"
@@ -38,7 +39,8 @@ static const char usage[] =
     "\n"
     "Decentralized deep learning experiments with consensus control.\n"
     "Run under MPI to spread the spec's workers over ranks: mpiexec -n P ccdl run SPEC\n"
-    "(P must divide the number of workers). --resume continues from the run's checkpoint\n"
+    "(P must divide the number of workers). --progress prints a line every SECONDS (default\n"
+    "60; 0: never) within epochs. --resume continues from the run's checkpoint\n"
     "if there is one; --force overwrites a completed trace. Exit codes: 0 ok, 1 failure while "
     "running, 2 bad input (spec, data\n"
     "file, checkpoint, command line), 3 stopped by SIGTERM/SIGINT/SIGUSR1 after writing a\n"
@@ -49,6 +51,16 @@ static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, fmt, arg);
     fputs(" (see ccdl --help)\n", stderr);
     return CCDL_EXIT_INPUT;
+}
+
+/* A duration in seconds: a finite number >= 0, nothing after it. */
+static int parse_seconds(const char *v, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno == ERANGE || !isfinite(x) || x < 0) return -1;
+    *out = x;
+    return 0;
 }
 
 static int exit_code(const ccdl_error *err) {
@@ -269,12 +281,17 @@ int main(int argc, char **argv) {
         return usage_error("unknown command '%s'", cmd);
     const char *spec_path = NULL;
     train_options opt = {0};
+    opt.progress_s = 60;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && strcmp(cmd, "run") == 0) {
             if (++i == argc) return usage_error("%s", "--out needs a file name");
             opt.trace_path = argv[i];
         } else if (strcmp(argv[i], "--quiet") == 0 && strcmp(cmd, "run") == 0) {
             opt.quiet = 1;
+        } else if (strcmp(argv[i], "--progress") == 0 && strcmp(cmd, "run") == 0) {
+            if (++i == argc) return usage_error("%s", "--progress needs a number of seconds");
+            if (parse_seconds(argv[i], &opt.progress_s))
+                return usage_error("--progress: expected seconds >= 0; got '%s'", argv[i]);
         } else if (strcmp(argv[i], "--resume") == 0 && strcmp(cmd, "run") == 0) {
             opt.resume = 1;
         } else if (strcmp(argv[i], "--force") == 0 && strcmp(cmd, "run") == 0) {

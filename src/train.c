@@ -406,6 +406,46 @@ static void print_progress(const run_state *r, int epoch, double lr, double trai
             r->spec->name, epoch + 1, epochs, lr, train_loss, test_acc, xi, elapsed, eta);
 }
 
+/* Rank 0's line every `every` seconds within long epochs. Everything on it is rank 0's
+ * already (its clock, the step's reduced values), so it costs no communication and no bits
+ * of the result depend on it. The ETA extrapolates the run's mean time per step over all
+ * resumes (elapsed_s), so a resumed run's first lines rest on the whole run's pace. */
+typedef struct {
+    double every;      /* seconds; 0: no lines */
+    double last_s;     /* wall_seconds() of the last line (epoch lines too), or of the start */
+    int64_t last_step; /* steps done at that time */
+    double rounds;     /* gossip rounds since then */
+    double xi;         /* last measured Xi (NaN: none yet) */
+} ticker;
+
+/* After each step but the last; epoch_line: the per-epoch line has just been printed, which
+ * makes a progress line redundant and keeps the evaluation out of the next rate. */
+static void ticker_step(ticker *t, const run_state *r, const step_result *res, double start,
+                        int epoch_line) {
+    t->rounds += res->comm.rounds;
+    if (!isnan(res->xi)) t->xi = res->xi;
+    if (t->every <= 0) return;
+    const double now = wall_seconds();
+    const int64_t done = r->prog.step, steps = done - t->last_step;
+    if (!epoch_line) {
+        if (now - t->last_s < t->every) return;
+        const ccdl_spec *s = r->spec;
+        const int64_t per_epoch = r->sched.steps_per_epoch, total = per_epoch * s->schedule.epochs;
+        double images = (double)steps * s->workers * s->schedule.local_batch;
+        double elapsed = now - start;
+        fprintf(stderr,
+                "ccdl: %s step %lld/%lld epoch %lld/%d (%lld/%lld) images/s %.0f xi %.4g "
+                "rounds/step %.2f elapsed %.1fs eta %.1fs\n",
+                s->name, (long long)done, (long long)total, (long long)((done - 1) / per_epoch + 1),
+                s->schedule.epochs, (long long)((done - 1) % per_epoch + 1), (long long)per_epoch,
+                images / (now - t->last_s), t->xi, t->rounds / steps, elapsed,
+                elapsed / done * (total - done));
+    }
+    t->last_s = now;
+    t->last_step = done;
+    t->rounds = 0;
+}
+
 static void phase_begin(phase_stats *p, int phase) {
     p->phase = phase;
     p->max_xi = NAN;
@@ -515,6 +555,7 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
     const double start = wall_seconds() - p->elapsed_s;
     r->last_ckpt_s = wall_seconds();
     const int64_t first = p->step;
+    ticker tick = {opt->quiet ? 0 : opt->progress_s, wall_seconds(), first, 0, NAN};
     for (int64_t step = first; step < total; step++) {
         const int epoch = (int)(step / steps);
         const int64_t k = step % steps;
@@ -588,6 +629,7 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
             p->epoch_loss_sum = p->epoch_xi_sum = 0;
         }
         if (last) break; /* the run is complete: nothing left to resume */
+        if (rank0) ticker_step(&tick, r, &res, start, epoch_end);
         int sig, time_due;
         boundary_flags(r, &sig, &time_due);
         int every = s->checkpoint.every_epochs;

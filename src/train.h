@@ -9,7 +9,8 @@
 
 typedef struct {
     const char *trace_path; /* overrides spec->trace.path when not NULL */
-    int quiet;              /* no per-epoch progress lines */
+    int quiet;              /* no progress lines at all */
+    double progress_s;      /* seconds between progress lines within epochs; 0: none */
     int resume;             /* continue from the checkpoint if there is one (--resume) */
     int force;              /* overwrite a completed trace (--force) */
 } train_options;
