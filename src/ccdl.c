@@ -1,6 +1,6 @@
 /* ccdl.c: the command-line front end (docs/cli.md).
  *
- *   ccdl run SPEC [--out FILE] [--quiet] [--progress SECONDS] [--resume] [--force]
+ *   ccdl run SPEC [--out FILE] [--quiet] [--progress [SECONDS]] [--resume] [--force]
  *                                           train; `mpiexec -n P ccdl run ...` spreads workers
  *   ccdl validate SPEC                      check spec, rank count and data, train nothing
  *   ccdl spec-keys                          print the spec key reference (Markdown table)
@@ -29,7 +29,7 @@
 #include "util.h"
 
 static const char usage[] =
-    "usage: ccdl run SPEC [--out FILE] [--quiet] [--progress SECONDS] [--resume] [--force]\n"
+    "usage: ccdl run SPEC [--out FILE] [--quiet] [--progress [SECONDS]] [--resume] [--force]\n"
     "       ccdl validate SPEC\n"
     "       ccdl spec-keys | trace-columns\n"
     "       ccdl topology [--kinds K1,K2,..] [--n N1,N2,..] [--json]\n"
@@ -40,7 +40,7 @@ static const char usage[] =
     "Decentralized deep learning experiments with consensus control.\n"
     "Run under MPI to spread the spec's workers over ranks: mpiexec -n P ccdl run SPEC\n"
     "(P must divide the number of workers). --progress prints a line every SECONDS (default\n"
-    "60; 0: never) within epochs. --resume continues from the run's checkpoint\n"
+    "60) within epochs. --resume continues from the run's checkpoint\n"
     "if there is one; --force overwrites a completed trace. Exit codes: 0 ok, 1 failure while "
     "running, 2 bad input (spec, data\n"
     "file, checkpoint, command line), 3 stopped by SIGTERM/SIGINT/SIGUSR1 after writing a\n"
@@ -281,7 +281,6 @@ int main(int argc, char **argv) {
         return usage_error("unknown command '%s'", cmd);
     const char *spec_path = NULL;
     train_options opt = {0};
-    opt.progress_s = 60;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && strcmp(cmd, "run") == 0) {
             if (++i == argc) return usage_error("%s", "--out needs a file name");
@@ -289,9 +288,16 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--quiet") == 0 && strcmp(cmd, "run") == 0) {
             opt.quiet = 1;
         } else if (strcmp(argv[i], "--progress") == 0 && strcmp(cmd, "run") == 0) {
-            if (++i == argc) return usage_error("%s", "--progress needs a number of seconds");
-            if (parse_seconds(argv[i], &opt.progress_s))
-                return usage_error("--progress: expected seconds >= 0; got '%s'", argv[i]);
+            /* Lines only when asked (stderr of a default run stays as it was); the value is
+             * optional, and whatever looks like a number is taken as it. */
+            opt.progress_s = 60;
+            const char *v = i + 1 < argc ? argv[i + 1] : "";
+            int digit0 = v[0] >= '0' && v[0] <= '9', digit1 = v[0] && v[1] >= '0' && v[1] <= '9';
+            if (digit0 || ((v[0] == '.' || v[0] == '+' || v[0] == '-') && digit1)) {
+                i++;
+                if (parse_seconds(v, &opt.progress_s))
+                    return usage_error("--progress: expected seconds >= 0; got '%s'", v);
+            }
         } else if (strcmp(argv[i], "--resume") == 0 && strcmp(cmd, "run") == 0) {
             opt.resume = 1;
         } else if (strcmp(argv[i], "--force") == 0 && strcmp(cmd, "run") == 0) {

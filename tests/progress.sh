@@ -1,7 +1,7 @@
 # progress.sh: ccdl run --progress SECONDS prints lines within epochs (rank 0, stderr) whose
 # step counts, Xi and gossip rounds are the trace's, whose rates and ETA agree with their own
-# elapsed times, also across a resume; none by default on a short run, with --progress 0 or
-# with --quiet; bad values are usage errors; the trace is bitwise the same with and without
+# elapsed times, also across a resume; none without the flag, with --progress 0, with --quiet,
+# or with bare --progress (60 s) on a short run; bad values are usage errors; the trace is bitwise the same with and without
 # the lines, on 1 and 2 ranks.
 . "$(dirname "$0")/lib.sh"
 compare="$top_srcdir/tests/compare_traces.py"
@@ -88,7 +88,7 @@ no_lines() {
 }
 run() { # RANKS NAME ARGS...: run the long spec to $work/NAME.h5, stdout and stderr aside
     local p=$1 name=$2; shift 2
-    timeout 120 "$MPIEXEC" -n "$p" "$CCDL" run "$work/long.json" --out "$work/$name.h5" "$@" \
+    timeout 120 "$MPIEXEC" $MPIEXEC_FLAGS -n "$p" "$CCDL" run "$work/long.json" --out "$work/$name.h5" "$@" \
         > "$work/$name.out" 2> "$work/$name.err"
 }
 
@@ -102,7 +102,7 @@ done
 sed 's/^/    /' "$work/lines1.err"
 check "1 and 2 ranks: traces bitwise equal" "$PYTHON" "$compare" "$work/lines1.h5" "$work/lines2.h5"
 
-# Without lines: the default (60 s) on a run of a few seconds, --progress 0, --quiet.
+# Without lines: no flag, --progress 0, --quiet.
 run 1 default
 check "default flags: exit 0, only the 3 per-epoch lines on stderr, nothing on stdout" \
     no_lines default $? 3
@@ -145,14 +145,23 @@ check "negative control: the doctored trace differs for compare_traces.py" \
 check "negative control: lines 0.2 s apart are refused as 2 s apart" \
     sh -c "! '$PYTHON' '$work/check_lines.py' '$work/lines1.err' '$work/lines1.h5' 2 > /dev/null"
 
-# Bad values: exit 2, one line naming --progress, no trace.
-for bad in -1 abc nan 1e999 ""; do
+# Bad values: exit 2, one line naming --progress, no trace. (A word that does not look like
+# a number is not taken as the value: it is an unexpected argument, also exit 2.)
+for bad in -1 1e999 5s .5.5 +1x; do
     "$CCDL" run "$work/long.json" --out "$work/bad.h5" --progress "$bad" > /dev/null 2> "$work/e"
     code=$?
     check "--progress '$bad': exit 2, one line naming --progress, no trace" \
         sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -q -- '^ccdl: --progress: .*see ccdl --help' '$work/e' && test ! -e '$work/bad.h5'"
 done
-"$CCDL" run "$work/long.json" --out "$work/bad.h5" --progress > /dev/null 2> "$work/e"
-check "--progress without a value: exit 2, one line" \
-    sh -c "test $? -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -q -- '--progress needs' '$work/e'"
+for bad in abc nan ""; do
+    "$CCDL" run "$work/long.json" --out "$work/bad.h5" --progress "$bad" > /dev/null 2> "$work/e"
+    code=$?
+    check "--progress '$bad': exit 2, one line (unexpected argument), no trace" \
+        sh -c "test $code -eq 2 && test \$(wc -l < '$work/e') -eq 1 && grep -q -- 'unexpected argument' '$work/e' && test ! -e '$work/bad.h5'"
+done
+# --progress alone means every 60 s: a run of a few seconds prints only its epoch lines; and
+# a spec path after it is the spec, not a value
+(cd "$work" && "$CCDL" run --progress ./long.json --out bare.h5 > bare.out 2> bare.err)
+check "--progress without a value (before ./SPEC): exit 0, only the 3 per-epoch lines" \
+    no_lines bare $? 3
 finish
