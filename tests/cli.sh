@@ -1,6 +1,6 @@
 # cli.sh: the command line: help, version, usage errors, validate, missing files, exit codes.
 . "$(dirname "$0")/lib.sh"
-check "--help exits 0 and shows usage" sh -c "'$CCDL' --help | grep -q 'usage: ccdl run SPEC'"
+check "--help exits 0 and shows usage" sh -c "'$CCDL' --help | grep -q 'Usage: ccdl run SPEC'"
 check "--version prints the version" sh -c "'$CCDL' --version | grep -Eq '^ccdl [0-9]+\.[0-9]+'"
 "$CCDL" frobnicate 2> "$work/e"; code=$?
 check "unknown command: exit 2" test "$code" -eq 2

@@ -1,8 +1,8 @@
 # progress.sh: ccdl run --progress SECONDS prints lines within epochs (rank 0, stderr) whose
 # step counts, Xi and gossip rounds are the trace's, whose rates and ETA agree with their own
 # elapsed times, also across a resume; none without the flag, with --progress 0, with --quiet,
-# or with bare --progress (60 s) on a short run; bad values are usage errors; the trace is bitwise the same with and without
-# the lines, on 1 and 2 ranks.
+# or with bare --progress (60 s) on a short run; bad values are usage errors; the trace is
+# bitwise the same with and without the lines, on 1 and 2 ranks.
 . "$(dirname "$0")/lib.sh"
 compare="$top_srcdir/tests/compare_traces.py"
 
