@@ -18,10 +18,10 @@ import sys
 
 import h5py
 import numpy as np
-from ccdl_sweep import h5safe
+from ccdl_sweep import SweepError, h5safe
 from ccdl_sweep.h5safe import open_h5
 from ccdl_sweep.manifest import path_problem
-from ccdl_sweep.specjson import MAX_DEPTH, brief, depth, file_kind
+from ccdl_sweep.specjson import MAX_DEPTH, brief, depth, file_kind, load_file
 
 STEP_COLUMNS = ("step", "epoch", "phase", "lr", "loss", "grad_norm", "xi", "theta", "target",
                 "rounds", "capped")
@@ -93,26 +93,13 @@ def regular(path):
 
 
 def load_json_file(path):
-    """A JSON file (a sweep's manifest.json): TraceError naming it on any problem."""
-    regular(path)
+    """A JSON file (a sweep's manifest.json): TraceError naming it on any problem. ccdl-sweep
+    reads the same manifests, so its reader (strict JSON, a FIFO refused unopened) is used
+    as it is and only its error changes type."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise TraceError(path, f"cannot read ({e.strerror})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise TraceError(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
-    try:
-        doc = json.loads(text)
-    except RecursionError:
-        raise TraceError(path, f"invalid JSON: nested more than {MAX_DEPTH} levels deep") from None
-    except ValueError as e:
-        raise TraceError(path, f"invalid JSON: {' '.join(str(e).split())}") from None
-    if depth(doc) > MAX_DEPTH:
-        raise TraceError(path, f"invalid JSON: nested more than {MAX_DEPTH} levels deep")
-    return doc
+        return load_file(path)
+    except SweepError as e:
+        raise TraceError(e.path or path, str(e)) from None
 
 
 def short(path):
