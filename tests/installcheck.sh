@@ -1,7 +1,8 @@
 # installcheck.sh BINDIR PKGDATADIR MANDIR PYTHONDIR SRCDIR: `make installcheck`. From an
 # empty directory, with the source and build trees off PATH and PYTHONPATH, every installed
 # command works from the prefix alone: the quickstart, a sweep expansion and submit dry run
-# (job script from the prefix), a table, the man page and `import ccdl_analysis`.
+# (job script from the prefix), a table, the man page, `import ccdl_analysis` and the
+# notebook example.
 set -u
 bindir=$1 pkgdatadir=$2 mandir=$3 pythondir=$4 srcdir=$5
 : "${MPIEXEC:=mpiexec}" "${MPIEXEC_FLAGS:=}" "${PYTHON:=/usr/bin/python3}"
@@ -29,6 +30,8 @@ check "ccdl-sweep submit uses the installed job script" sh -c \
 check "man ccdl" sh -c "MANPATH='$mandir' MANPAGER=cat man ccdl 2>/dev/null | grep -q 'consensus-bench'"
 check "import ccdl_analysis on the installed path" env PYTHONPATH="$pythondir" "$PYTHON" -c \
     "import ccdl_analysis, ccdl_sweep; assert ccdl_analysis.__file__.startswith('$pythondir')"
+check "the notebook example from the prefix writes a figure" sh -c \
+    "PYTHONPATH='$pythondir' '$PYTHON' '$pkgdatadir/examples/notebook_example.py' quickstart.h5 --out nb.png && test -s nb.png"
 # every module of the source packages was installed (Makefile.am lists them by hand)
 for pkg in tools/ccdl_sweep analysis/ccdl_analysis; do
     for f in "$srcdir/$pkg"/*.py; do
