@@ -18,6 +18,8 @@ check() {
 }
 
 check "ccdl --version from the prefix" sh -c "[ \"\$(command -v ccdl)\" = '$bindir/ccdl' ] && ccdl --version | grep -q '^ccdl [0-9]'"
+check "the installed scripts run the configured Python ($PYTHON)" sh -c \
+    "head -1 '$bindir/ccdl-sweep' | grep -qx '#!$PYTHON' && head -1 '$bindir/ccdl-analyze' | grep -qx '#!$PYTHON'"
 check "ccdl validate the installed quickstart" ccdl validate "$pkgdatadir/examples/quickstart.json"
 # the quickstart itself: the installed spec on 2 ranks, trace here
 check "quickstart on 2 ranks" "$MPIEXEC" $MPIEXEC_FLAGS -n 2 ccdl run "$pkgdatadir/examples/quickstart.json" \
