@@ -1,4 +1,4 @@
-/* test_trace.c: unit tests of the HDF5 trace (src/trace.c).
+/* test_trace.c: unit tests of the HDF5 trace (src/io/trace.c).
  *
  * Round trip of every column and root attribute; crash safety (a forked writer killed with
  * SIGKILL at several points leaves a readable file holding whole flushes, completed = 0);

@@ -9,7 +9,7 @@ https://image-net.org/download-images (Chrabaszcz, Loshchilov, Hutter 2017), eac
 'data' (N, 3072) uint8 in R, G, B planes of 32 x 32 and 'labels' 1..1000.
 
 OUT_DIR gets train_1.bin .. train_P.bin (one per training batch found, in batch order) and
-val.bin, in the layout docs/data.md describes and src/data.c reads:
+val.bin, in the layout docs/data.md describes and src/data/data.c reads:
 
     offset 0   8 bytes  magic b"CCDLI32\\0"
            8   u32 LE   format version (1)
