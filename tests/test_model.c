@@ -1602,6 +1602,47 @@ static void test_resnet_bad_configs(void) {
         fprintf(stderr, "%-28s %6.2f s\n", #test, wall_seconds() - t0_);                           \
     } while (0)
 
+/* 14. No reference kernels: every training and inference primitive of ResNet-20 runs a
+ * jit / gemm implementation at every width 1-64 with 1 or 3 input channels (oneDNN's
+ * reference convolution is 10-20x slower; under "any" it was chosen at widths 4, 8, 12).
+ * The oracle is oneDNN's own implementation name ("ref:any" and the like start "ref"). */
+typedef struct {
+    int refs;
+    char first[160];
+} ref_count;
+
+static void count_reference(void *ctx, const char *what, const char *impl) {
+    ref_count *c = ctx;
+    if (strncmp(impl, "ref", 3) != 0) return;
+    if (c->refs++ == 0) snprintf(c->first, sizeof c->first, "%s (%s)", what, impl);
+}
+
+static void test_resnet_kernels(void) {
+    const int batches[2] = {32, 7}; /* a training batch and a short last evaluation batch */
+    int configs = 0;
+    for (int c = 1; c <= 3; c += 2)
+        for (int width = 1; width <= 64; width++) {
+            model *m = rn_create(width, c, 32, 32, 10, 32);
+            if (!m) continue;
+            for (int b = 0; b < 2; b++)
+                for (int training = 0; training <= 1; training++) {
+                    ref_count rc = {0};
+                    ccdl_error err = {0};
+                    CHECK_MSG(model_kernels(m, batches[b], training, count_reference, &rc, &err) ==
+                                  0,
+                              "%s", err.text);
+                    CHECK_MSG(
+                        rc.refs == 0,
+                        "width %d, %d channel(s), batch %d, %s: %d reference kernel(s), first %s",
+                        width, c, batches[b], training ? "training" : "inference", rc.refs,
+                        rc.first);
+                }
+            configs++;
+            model_destroy(&m);
+        }
+    CHECK(configs == 128);
+}
+
 int main(void) {
     RUN(test_forward_matches_naive);
     RUN(test_ties);
@@ -1626,5 +1667,6 @@ int main(void) {
     RUN(test_resnet_determinism);
     RUN(test_resnet_training);
     RUN(test_resnet_bad_configs);
+    RUN(test_resnet_kernels);
     return check_exit();
 }

@@ -74,6 +74,7 @@ void layer_set_init(layer_set *s, layer_env *env, int batch, int training) {
     s->env = env;
     s->batch = batch;
     s->training = training;
+    s->act_tag = dnnl_format_tag_any;
 }
 
 void layer_set_destroy(layer_set *s) {
@@ -261,6 +262,34 @@ int layer_md_any(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, ccdl_er
     return md_make(md, ndims, dims, 1, err);
 }
 
+int layer_md_act(const layer_set *s, dnnl_memory_desc_t *md, const int64_t dims[4],
+                 ccdl_error *err) {
+    if (s->act_tag == dnnl_format_tag_any) return layer_md_any(md, 4, dims, err);
+    dnnl_dims_t d = {dims[0], dims[1], dims[2], dims[3]};
+    return dnnl_ok(dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, s->act_tag),
+                   "dnnl_memory_desc_init_by_tag", "activation", NULL, err);
+}
+
+const char *layer_op_impl(const layer_op *o) {
+    const_dnnl_primitive_desc_t pd = NULL;
+    const char *impl = NULL;
+    if (!o->prim || dnnl_primitive_get_primitive_desc(o->prim, &pd) != dnnl_success ||
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl)
+        return "unknown";
+    return impl;
+}
+
+void layer_set_each_op(const layer_set *s,
+                       void (*visit)(void *ctx, const char *what, const char *impl), void *ctx) {
+    for (int i = 0; i < s->n_ops; i++) visit(ctx, s->ops[i]->what, layer_op_impl(s->ops[i]));
+}
+
+int layer_set_reference(const layer_set *s) {
+    int n = 0;
+    for (int i = 0; i < s->n_ops; i++) n += strncmp(layer_op_impl(s->ops[i]), "ref", 3) == 0;
+    return n;
+}
+
 static int md_vec(dnnl_memory_desc_t *md, int64_t n, ccdl_error *err) {
     return md_make(md, 1, &n, 0, err);
 }
@@ -325,7 +354,7 @@ int conv_layer_init(conv_layer *c, layer_set *s, const dnnl_memory_desc_t *src_m
                          name, (long long)h, (long long)w, k, k);
     const int64_t dst_dims[4] = {n, c_out, oh, ow}, w_dims[4] = {c_out, c->c_in, k, k};
     dnnl_memory_desc_t dst_any, w_any, w_user;
-    if (layer_md_any(&dst_any, 4, dst_dims, err) || layer_md_any(&w_any, 4, w_dims, err) ||
+    if (layer_md_act(s, &dst_any, dst_dims, err) || layer_md_any(&w_any, 4, w_dims, err) ||
         layer_md_plain(&w_user, 4, w_dims, err))
         return -1;
     const dnnl_dims_t strides = {stride, stride}, padding = {pad, pad};
@@ -632,6 +661,17 @@ void add_layer_backward(layer_set *s, add_layer *a, dnnl_memory_t out, dnnl_memo
 
 // ---------------------------------------------------------------------------- pooling
 
+int reorder_layer_init(reorder_layer *r, layer_set *s, const dnnl_memory_desc_t *from,
+                       const dnnl_memory_desc_t *to, const char *name, ccdl_error *err) {
+    memset(r, 0, sizeof *r);
+    return reorder_make(s, &r->op, from, to, name, "reorder", err);
+}
+
+void reorder_layer_forward(layer_set *s, reorder_layer *r, dnnl_memory_t src, dnnl_memory_t dst) {
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    op_run(s, &r->op, args, 2);
+}
+
 int pool_layer_init(pool_layer *p, layer_set *s, const dnnl_memory_desc_t *src_md, pool_kind kind,
                     int kernel, int stride, int pad, const char *name, ccdl_error *err) {
     memset(p, 0, sizeof *p);
@@ -650,7 +690,7 @@ int pool_layer_init(pool_layer *p, layer_set *s, const dnnl_memory_desc_t *src_m
         return ccdl_fail(err, CCDL_ERR_RUNTIME, "layers: %s: input smaller than the kernel", name);
     const int64_t dst_dims[4] = {n, c, oh, ow};
     dnnl_memory_desc_t dst_any;
-    if (layer_md_any(&dst_any, 4, dst_dims, err)) return -1;
+    if (layer_md_act(s, &dst_any, dst_dims, err)) return -1;
     const dnnl_dims_t strides = {p->stride, p->stride}, kern = {p->kernel_h, p->kernel_w},
                       dil = {0, 0}, padding = {p->pad, p->pad};
     const dnnl_alg_kind_t alg =

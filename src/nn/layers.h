@@ -74,6 +74,10 @@ typedef struct {
     layer_env *env;
     int batch;
     int training; /* 1: forward_training + backward primitives; 0: forward_inference only */
+    /* Layout of the 4-D activations producers create: dnnl_format_tag_any (the default) lets
+     * each producer choose; a concrete tag forces it, for the networks where oneDNN's choice
+     * under "any" lands on a reference kernel (model.c tries a few; see layer_set_reference). */
+    dnnl_format_tag_t act_tag;
     size_t bytes; /* arena bytes this set needs */
     layer_op **ops;
     int n_ops, cap_ops;
@@ -122,6 +126,19 @@ void layer_wait(const layer_set *s);
 /* Plain f32 descriptor (nc, nchw, oihw, x by ndims) or "any" layout of the given dims. */
 int layer_md_plain(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, ccdl_error *err);
 int layer_md_any(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, ccdl_error *err);
+/* A 4-D activation as the set's producers make it: "any", or the set's act_tag. */
+int layer_md_act(const layer_set *s, dnnl_memory_desc_t *md, const int64_t dims[4],
+                 ccdl_error *err);
+
+// ---------------------------------------------------------------------------- kernels
+
+/* The implementation oneDNN chose for an op ("jit:avx512_core", "ref:any", ...). */
+const char *layer_op_impl(const layer_op *o);
+/* Visit every op of a set with its description and implementation name. */
+void layer_set_each_op(const layer_set *s,
+                       void (*visit)(void *ctx, const char *what, const char *impl), void *ctx);
+/* How many ops run oneDNN's reference (naive C++) kernels: 10-20x slower than jit ones. */
+int layer_set_reference(const layer_set *s);
 
 /* A weight as one primitive wants it: the caller's plain view (bound per call) and, when
  * the primitive picked another layout, a copy in that layout in the arena plus the reorder
@@ -234,6 +251,15 @@ typedef struct {
     layer_op fwd, bwd;
     dnnl_memory_t ws; /* max pooling in training: argmax positions */
 } pool_layer;
+
+/* Layout conversion of an activation (the network input into a forced layout). */
+typedef struct {
+    layer_op op;
+} reorder_layer;
+
+int reorder_layer_init(reorder_layer *r, layer_set *s, const dnnl_memory_desc_t *from,
+                       const dnnl_memory_desc_t *to, const char *name, ccdl_error *err);
+void reorder_layer_forward(layer_set *s, reorder_layer *r, dnnl_memory_t src, dnnl_memory_t dst);
 
 int pool_layer_init(pool_layer *p, layer_set *s, const dnnl_memory_desc_t *src_md, pool_kind kind,
                     int kernel, int stride, int pad, const char *name, ccdl_error *err);

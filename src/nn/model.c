@@ -81,6 +81,9 @@ typedef struct {
 typedef struct {
     layer_set ls;
     dnnl_memory_t x; /* the caller's batch, plain; bound per call */
+    /* resnet20 under a forced activation layout: x converted into it (x_act = x otherwise) */
+    reorder_layer x_reorder;
+    dnnl_memory_t x_act;
     /* mlp: act[0] = x, act[l] hidden activations after ReLU, act[n_layers] logits */
     ip_layer ip[MODEL_MAX_LAYERS];
     relu_layer relu[MODEL_MAX_LAYERS];
@@ -314,6 +317,16 @@ static int resnet_set_make(const model *m, net_set *ns, ccdl_error *err) {
     if (layer_md_plain(&x_md, 4, x_dims, err) ||
         layer_set_memory(s, &ns->x, &x_md, SIZE_MAX, "input", err))
         return -1;
+    ns->x_act = ns->x;
+    if (s->act_tag != dnnl_format_tag_any && s->act_tag != dnnl_nchw) {
+        /* a forced layout starts at the input: the stem's kernels for a plain input may be
+         * the reference ones even where the rest of the network has jit kernels */
+        const dnnl_memory_desc_t plain_md = x_md;
+        if (layer_md_act(s, &x_md, x_dims, err) ||
+            layer_set_memory_new(s, &ns->x_act, &x_md, "input", err) ||
+            reorder_layer_init(&ns->x_reorder, s, &plain_md, &x_md, "input", err))
+            return -1;
+    }
     if (unit_make(&ns->stem, s, &m->stem, &x_md, 0, err)) return -1;
     const dnnl_memory_desc_t *in_md = &ns->stem.conv.dst_md;
     for (int j = 0; j < RESNET_BLOCKS; j++) {
@@ -348,9 +361,11 @@ static void net_set_destroy(net_set *ns) {
     free(ns);
 }
 
-static net_set *net_set_create(model *m, int batch, int training, ccdl_error *err) {
+static net_set *net_set_try(model *m, int batch, int training, dnnl_format_tag_t act_tag,
+                            ccdl_error *err) {
     net_set *ns = xcalloc(1, sizeof *ns);
     layer_set_init(&ns->ls, &m->env, batch, training);
+    ns->ls.act_tag = act_tag;
     int rc = m->kind == KIND_MLP ? mlp_set_make(m, ns, err) : resnet_set_make(m, ns, err);
     if (rc == 0) rc = layer_set_finish(&ns->ls, err);
     if (rc) {
@@ -358,6 +373,31 @@ static net_set *net_set_create(model *m, int batch, int training, ccdl_error *er
         return NULL;
     }
     return ns;
+}
+
+/* oneDNN's layout choice under "any" can land on its reference convolution (10-20x slower):
+ * at ResNet widths that are not a multiple of 16 on AVX-512 it picks nhwc with a destination
+ * "any", which its jit kernels decline. Then try the activation layouts in turn and keep the
+ * first set without reference kernels (or the one with the fewest). Deterministic for a
+ * machine: the same ISA makes the same choices. Widths where "any" is clean keep it, and
+ * with it their bits. */
+static net_set *net_set_create(model *m, int batch, int training, ccdl_error *err) {
+    static const dnnl_format_tag_t layouts[] = {dnnl_format_tag_any, dnnl_nhwc, dnnl_nChw8c,
+                                                dnnl_nChw16c, dnnl_nchw};
+    const int n_layouts = m->kind == KIND_MLP ? 1 : (int)(sizeof layouts / sizeof *layouts);
+    int best = 0, best_refs = -1;
+    for (int i = 0; i < n_layouts; i++) {
+        net_set *ns = net_set_try(m, batch, training, layouts[i], err);
+        if (!ns) {
+            if (i == 0) return NULL; /* a real failure, not a layout preference */
+            continue;
+        }
+        const int refs = layer_set_reference(&ns->ls);
+        if (refs == 0) return ns;
+        if (best_refs < 0 || refs < best_refs) best = i, best_refs = refs;
+        net_set_destroy(ns);
+    }
+    return net_set_try(m, batch, training, layouts[best], err);
 }
 
 static void sets_clear(model *m) {
@@ -488,6 +528,14 @@ void model_destroy(model **mp) {
 
 int model_prepare(model *m, int batch, int training, ccdl_error *err) {
     return set_ensure(m, batch, training ? 1 : 0, err);
+}
+
+int model_kernels(model *m, int batch, int training,
+                  void (*visit)(void *ctx, const char *what, const char *impl), void *ctx,
+                  ccdl_error *err) {
+    if (set_ensure(m, batch, training, err)) return -1;
+    layer_set_each_op(&(training ? m->train_sets : m->infer_sets)[batch]->ls, visit, ctx);
+    return 0;
 }
 
 size_t model_param_count(const model *m) {
@@ -643,7 +691,8 @@ static void unit_backward(layer_set *s, unit_set *u, const unit_spec *spec, cons
 /* state is only written in training sets. */
 static void resnet_forward(model *m, net_set *ns, const float *params, float *state) {
     layer_set *s = &ns->ls;
-    unit_forward(s, &ns->stem, &m->stem, params, state, ns->x);
+    if (ns->x_reorder.op.prim) reorder_layer_forward(s, &ns->x_reorder, ns->x, ns->x_act);
+    unit_forward(s, &ns->stem, &m->stem, params, state, ns->x_act);
     dnnl_memory_t in = ns->stem.z;
     for (int j = 0; j < RESNET_BLOCKS; j++) {
         const block_spec *bs = &m->blocks[j];
@@ -681,7 +730,7 @@ static void resnet_backward(model *m, net_set *ns, const float *params, float *g
             add_layer_forward(s, &B->acc, B->d_in, B->d_out);
         }
     }
-    unit_backward(s, &ns->stem, &m->stem, params, grads, ns->x, NULL);
+    unit_backward(s, &ns->stem, &m->stem, params, grads, ns->x_act, NULL);
 }
 
 // ---------------------------------------------------------------------------- running

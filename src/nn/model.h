@@ -50,6 +50,13 @@ void model_destroy(model **m); /* sets *m = NULL; NULL-safe */
  * inference) instead of on first use. -1 + err (CCDL_ERR_RUNTIME) on a oneDNN failure. */
 int model_prepare(model *m, int batch, int training, ccdl_error *err);
 
+/* Visit every oneDNN op of the set for (batch, training) with its implementation name
+ * ("jit:avx512_core", "ref:any", ...), building the set if needed: how tests and users
+ * check that no reference kernel runs. -1 + err (CCDL_ERR_RUNTIME) on a oneDNN failure. */
+int model_kernels(model *m, int batch, int training,
+                  void (*visit)(void *ctx, const char *what, const char *impl), void *ctx,
+                  ccdl_error *err);
+
 /* Number of floats in the flat parameter (and gradient) buffer. */
 size_t model_param_count(const model *m);
 
