@@ -62,7 +62,6 @@ typedef struct field {
 
 static const char *const dataset_names[] = {"fashion-mnist", "cifar10", "imagenet32", NULL};
 static const char *const split_names[] = {"iid", "dirichlet", NULL};
-static const char *const model_kinds[] = {"mlp", "resnet20", NULL};
 static const char *const optimizer_kinds[] = {"sgd", "adam", NULL};
 static const char *const scaling_names[] = {"none", "linear", NULL};
 static const char *const schedule_kind_names[] = {"step", "cosine", "inverse_sqrt", NULL};
@@ -88,7 +87,7 @@ static const field data_fields[] = {
     FIELD_END};
 
 static const field model_fields[] = {
-    STR("kind", model.kind, model_kinds, "network architecture"),
+    STR("kind", model.kind, model_kind_names, "network architecture"),
     LIST("hidden", F_INTS, model.hidden, model.n_hidden, 1, 1 << 20,
          "mlp: hidden layer widths (at most 8)"),
     NUM("width", F_INT, model.width, 1, 1024,
@@ -96,7 +95,7 @@ static const field model_fields[] = {
     FIELD_END};
 
 static const field optimizer_fields[] = {
-    STR("kind", optimizer.kind, optimizer_kinds, "optimizer"),
+    CHOICE("kind", optimizer.kind, optimizer_kinds, "optimizer"),
     NUM("momentum", F_DOUBLE, optimizer.momentum, 0, 0.999999, "momentum coefficient mu"),
     NUM("nesterov", F_BOOL, optimizer.nesterov, 0, 1, "Nesterov momentum (PyTorch semantics)"),
     NUM("weight_decay", F_DOUBLE, optimizer.weight_decay, 0, 1,
@@ -207,7 +206,7 @@ static void spec_set_defaults(ccdl_spec *s) {
     s->model.hidden[0] = 256;
     s->model.n_hidden = 1;
     s->model.width = 16;
-    snprintf(s->optimizer.kind, sizeof s->optimizer.kind, "sgd");
+    s->optimizer.kind = OPTIMIZER_SGD;
     s->optimizer.momentum = 0.9;
     s->optimizer.nesterov = 1;
     s->optimizer.weight_decay = 1e-4;

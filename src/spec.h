@@ -30,6 +30,7 @@ typedef enum { TARGET_CONSTANT = 0, TARGET_ADAPTIVE } control_target;
 typedef enum { LR_SCALE_NONE = 0, LR_SCALE_LINEAR } lr_scaling;
 typedef enum { SPLIT_IID = 0, SPLIT_DIRICHLET } data_split;
 typedef enum { SCHEDULE_STEP = 0, SCHEDULE_COSINE, SCHEDULE_INVERSE_SQRT } schedule_kind;
+typedef enum { OPTIMIZER_SGD = 0, OPTIMIZER_ADAM } optimizer_kind;
 
 typedef struct {
     char name[128];
@@ -50,7 +51,7 @@ typedef struct {
     model_config model; /* kind + hidden from the spec; input shape filled from the data */
 
     struct {
-        char kind[16]; /* "sgd", "adam" */
+        int kind; /* optimizer_kind */
         double momentum;
         int nesterov;
         double weight_decay;

@@ -149,7 +149,7 @@ static int check_outputs(const char *trace_path, const char *ckpt_path, const tr
 static int check_memory(const run_state *r, ccdl_error *err) {
     const ccdl_spec *s = r->spec;
     uint64_t d = model_param_count(r->net);
-    int moments = strcmp(s->optimizer.kind, "adam") == 0 ? 2 : s->optimizer.momentum > 0;
+    int moments = s->optimizer.kind == OPTIMIZER_ADAM ? 2 : s->optimizer.momentum > 0;
     double per_worker = (double)d * sizeof(float) * (3 + moments);
     double need = per_worker * r->lay.per_rank * r->node_ranks;
     double have = (double)memory_limit_bytes();
@@ -203,7 +203,7 @@ static void setup_buffers(run_state *r) {
         r->decay_mask = xalloc_floats(r->d);
         model_weight_decay_mask(r->net, 1, r->decay_mask);
     }
-    r->opt.adam = strcmp(s->optimizer.kind, "adam") == 0;
+    r->opt.adam = s->optimizer.kind == OPTIMIZER_ADAM;
     r->opt.sgd = (sgd_config){(float)s->optimizer.momentum, s->optimizer.nesterov,
                               (float)s->optimizer.weight_decay};
     r->opt.adam_cfg = (adam_config){(float)s->optimizer.beta1, (float)s->optimizer.beta2,

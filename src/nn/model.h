@@ -39,6 +39,9 @@ typedef struct {
 
 typedef struct model model;
 
+/* The kinds model_create knows, NULL-terminated (the spec's choices for model.kind). */
+extern const char *const model_kind_names[];
+
 /* Create primitives for batches up to max_batch. NULL + err (CCDL_ERR_INPUT for a bad
  * config, CCDL_ERR_RUNTIME for a oneDNN failure) on error; frees everything it made.
  * Builds the inference primitives for max_batch now (so oneDNN problems surface here);
@@ -56,6 +59,25 @@ int model_prepare(model *m, int batch, int training, ccdl_error *err);
 int model_kernels(model *m, int batch, int training,
                   void (*visit)(void *ctx, const char *what, const char *impl), void *ctx,
                   ccdl_error *err);
+
+/* The parameter tensors, in buffer order: they tile the flat buffer without gaps. */
+typedef enum {
+    TENSOR_WEIGHT,     /* conv / inner-product / embedding weights */
+    TENSOR_BIAS,       /* biases */
+    TENSOR_NORM_SCALE, /* normalization scale (gamma) */
+    TENSOR_NORM_SHIFT, /* normalization shift (beta) */
+} tensor_role;
+
+typedef struct {
+    char name[48]; /* "s2b0.conv1.weight", "fc.bias" */
+    tensor_role role;
+    int ndims;
+    int64_t shape[4];
+    size_t offset, count; /* in floats, in the flat buffer */
+} model_tensor;
+
+int model_tensor_count(const model *m);
+const model_tensor *model_tensor_at(const model *m, int i); /* NULL outside 0..count-1 */
 
 /* Number of floats in the flat parameter (and gradient) buffer. */
 size_t model_param_count(const model *m);
@@ -100,7 +122,7 @@ void model_evaluate(model *m, const float *params, const float *state, const flo
                     const int32_t *y, int batch, double *loss_sum, int64_t *correct);
 
 /* mask[k] = 0 for parameters that must not be weight-decayed, 1 otherwise; with exclude_bn,
- * batch-norm scale and shift get 0 (everything else, including biases, 1). */
+ * normalization scales and shifts get 0 (everything else, including biases, 1). */
 void model_weight_decay_mask(const model *m, int exclude_bn, float *mask);
 
 /* Forward FLOPs per sample: 2 x multiply-adds of the convolutions and inner products
