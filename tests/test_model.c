@@ -1643,6 +1643,44 @@ static void test_resnet_kernels(void) {
     CHECK(configs == 128);
 }
 
+/* 15. The tensor list tiles the flat buffer in order, without gaps, and names the tensors
+ * docs/model.md lists: 21 conv + BN units (3 tensors each) and the fc (2) for ResNet-20; two
+ * per layer for the mlp. Shapes multiply out to the counts. */
+static void test_tensor_list(void) {
+    model *m = rn_create(16, 3, 32, 32, 10, 2);
+    if (!m) return;
+    const int n = model_tensor_count(m);
+    CHECK_MSG(n == 21 * 3 + 2, "%d tensors", n);
+    size_t next = 0;
+    int norm = 0;
+    for (int i = 0; i < n; i++) {
+        const model_tensor *t = model_tensor_at(m, i);
+        size_t count = 1;
+        for (int d = 0; d < t->ndims; d++) count *= (size_t)t->shape[d];
+        CHECK_MSG(t->offset == next && t->count == count, "%s at %zu (expected %zu), %zu floats",
+                  t->name, t->offset, next, t->count);
+        next = t->offset + t->count;
+        norm += t->role == TENSOR_NORM_SCALE || t->role == TENSOR_NORM_SHIFT;
+    }
+    CHECK(next == model_param_count(m));
+    CHECK(norm == 42);
+    CHECK(strcmp(model_tensor_at(m, 0)->name, "stem.conv.weight") == 0);
+    CHECK(model_tensor_at(m, 0)->shape[0] == 16 && model_tensor_at(m, 0)->shape[1] == 3);
+    CHECK(strcmp(model_tensor_at(m, n - 1)->name, "fc.bias") == 0);
+    CHECK(model_tensor_at(m, n) == NULL && model_tensor_at(m, -1) == NULL);
+    model_destroy(&m);
+
+    model_config cfg = small_config(2);
+    ccdl_error err = {0};
+    m = model_create(&cfg, 4, &err);
+    CHECK_MSG(m != NULL, "%s", err.text);
+    if (!m) return;
+    CHECK(model_tensor_count(m) == 6);
+    CHECK(strcmp(model_tensor_at(m, 5)->name, "fc2.bias") == 0);
+    CHECK(model_tensor_at(m, 5)->offset + model_tensor_at(m, 5)->count == model_param_count(m));
+    model_destroy(&m);
+}
+
 int main(void) {
     RUN(test_forward_matches_naive);
     RUN(test_ties);
@@ -1668,5 +1706,6 @@ int main(void) {
     RUN(test_resnet_training);
     RUN(test_resnet_bad_configs);
     RUN(test_resnet_kernels);
+    RUN(test_tensor_list);
     return check_exit();
 }
