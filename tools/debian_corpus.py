@@ -133,13 +133,23 @@ def drop_context(msgid):
     return msgid.rsplit("\x04", 1)[-1]
 
 
+def is_mnemonic(english, german):
+    """One "_" before a letter in each side, and the English word that has it is not copied
+    verbatim into the German: a mnemonic moves with the translation ("Save _As" -> "Speichern
+    _unter"), an identifier stays (core_editor)."""
+    if english.count("_") != 1 or german.count("_") != 1 or not GTK_MNEMONIC.search(english):
+        return False
+    word = next(w for w in english.split() if "_" in w)
+    return word not in german
+
+
 def strip_accelerators(english, german):
     """Remove GTK "_", KDE "&" and "~" hotkey markers, from both sides or from neither.
 
-    The English side decides: a single "_" (or "&") before a letter there is a marker, so the
-    German has one too (often mid-word: "Ö_ffnen"). More than one "_" is an identifier
-    (core_editor), which the SYNTAX filter drops later, as it drops a marker left on one side."""
-    if english.count("_") == 1 and GTK_MNEMONIC.search(english) and german.count("_") == 1:
+    The English side decides: a marker there means the German has one too, anywhere in a word
+    ("Ö_ffnen"). An identifier with "_" is left for the SYNTAX filter to drop, as is a marker
+    on one side only."""
+    if is_mnemonic(english, german):
         english, german = GTK_MNEMONIC.sub("", english), GTK_MNEMONIC.sub("", german)
     if KDE_ACCEL.search(english.replace("&&", "")) and KDE_ACCEL.search(german.replace("&&", "")):
         english, german = (KDE_ACCEL.sub("", s).replace("&&", "&") for s in (english, german))
