@@ -215,6 +215,25 @@ mkdir -p "$work/empty"
 corpus "$work/empty" --mo-files "$work/n1.mo" > /dev/null 2>&1
 check "an existing empty OUT_DIR is fine" test -s "$work/empty/MANIFEST"
 
+# the pinned-list refusals, on a pinned list replaced from Python: a package that is not
+# installed; a missing domain file where dpkg is told to drop translations (a config dir here)
+with_pinned() {  # with_pinned PINNED_DICT CFG_DIR OUT: run main() with those settings
+    "$PYTHON" -c "import sys; sys.path.insert(0, sys.argv[1]); import debian_corpus as d
+d.PINNED = eval(sys.argv[2]); d.DPKG_CFG_DIR = sys.argv[3]; sys.exit(d.main([sys.argv[4]]))" \
+        "$top_srcdir/tools" "$1" "$2" "$3"
+}
+with_pinned "{'ccdl-no-such-package': ['x']}" "$work" "$work/out_pkg" > /dev/null 2> "$work/err"; code=$?
+check "refuse a pinned package that is not installed: exit non-zero" test "$code" -ne 0
+check "refuse a pinned package that is not installed: one line naming it" \
+    one_line_naming "$work/err" "ccdl-no-such-package: package not installed"
+mkdir -p "$work/dpkg.cfg.d"
+echo "path-exclude /usr/share/locale/*" > "$work/dpkg.cfg.d/excludes"
+with_pinned "{'dpkg': ['ccdl-no-such-domain']}" "$work/dpkg.cfg.d" "$work/out_pkg" > /dev/null 2> "$work/err"
+code=$?
+check "a .mo dropped by dpkg path-exclude: exit non-zero" test "$code" -ne 0
+check "a .mo dropped by dpkg path-exclude: one line naming the file and the rule" \
+    one_line_naming "$work/err" "ccdl-no-such-domain.mo: missing (from package dpkg); dpkg drops translations ($work/dpkg.cfg.d/excludes: path-exclude /usr/share/locale/*)"
+
 # ---------------------------------------------------------------- the pinned packages
 pinned=$("$PYTHON" "$conv" --list-packages | cut -d' ' -f1)
 check "the pinned list is not empty" test -n "$pinned"
@@ -248,7 +267,12 @@ else
         test \$(wc -l < '$work/real1/'\$s.en) -eq \$(wc -l < '$work/real1/'\$s.de) || exit 1; done"
     check "real: no placeholder, tab or control character left" \
         sh -c "! LC_ALL=C grep -q '%\|	' '$work'/real1/*.en '$work'/real1/*.de"
-    check "real: MANIFEST names every pinned package with its version" \
-        sh -c "for p in $(echo $pinned); do grep -q \"^  \$p \$(dpkg-query -W -f='\${Version}' \$p) \" '$work/real1/MANIFEST' || exit 1; done"
+    versions_recorded() {
+        local p
+        for p in $pinned; do
+            grep -qF "  $p $(dpkg-query -W -f='${Version}' "$p") " "$work/real1/MANIFEST" || return 1
+        done
+    }
+    check "real: MANIFEST names every pinned package with its version" versions_recorded
 fi
 finish

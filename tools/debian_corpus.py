@@ -28,17 +28,19 @@ import gettext
 import glob
 import hashlib
 import html
+import io
 import os
 import re
 import subprocess
 import sys
 
 LOCALE_DIR = "/usr/share/locale/de/LC_MESSAGES"
+DPKG_CFG_DIR = "/etc/dpkg/dpkg.cfg.d"
 
-# The pinned packages and the gettext domains (LOCALE_DIR/<domain>.mo) each ships. Changing this
-# list changes the corpus; tools/setup.sh installs exactly these packages (tests check that).
+# The pinned packages and the gettext domains (LOCALE_DIR/<domain>.mo) each ships; docs/corpus.md
+# has their pairs and why these. Changing this list changes the corpus. tools/setup.sh installs
+# these packages (tests/debian_corpus.sh checks that).
 PINNED = {
-    # package                        domains           (usable pairs on Debian 12.11; docs/corpus.md)
     "apt": ["apt"],
     "aptitude-common": ["aptitude"],
     "binutils-common": ["gprof", "ld", "opcodes"],
@@ -98,13 +100,15 @@ def read_catalog(path):
         raise CorpusError(f"{path}: not a regular file")
     try:
         with open(path, "rb") as f:
-            return gettext.GNUTranslations(f)._catalog
+            data = f.read()
     except OSError as e:
-        if e.filename is None and e.errno:  # could not read it at all (permissions, I/O)
-            raise CorpusError(f"{path}: unreadable: {e.strerror}") from e
+        raise CorpusError(f"{path}: unreadable: {e.strerror}") from e
+    try:
+        return gettext.GNUTranslations(io.BytesIO(data))._catalog
+    except OSError as e:  # gettext's own "Bad magic number", "File is corrupt"
         raise CorpusError(f"{path}: corrupt .mo file: {e.strerror or e}") from e
     except Exception as e:  # struct.error, UnicodeDecodeError, a bad Plural-Forms header...
-        raise CorpusError(f"{path}: corrupt .mo file: {type(e).__name__}: {e}") from e
+        raise CorpusError(f"{path}: corrupt .mo file: {e}") from e
 
 
 # ---------------------------------------------------------------------------------- cleaning
@@ -277,7 +281,7 @@ def package_version(package):
 def excluded_by_dpkg():
     """The dpkg config line that keeps /usr/share/locale out of installs, if any (Docker's
     minimal images drop translations with path-exclude)."""
-    for cfg in sorted(glob.glob("/etc/dpkg/dpkg.cfg.d/*")):
+    for cfg in sorted(glob.glob(os.path.join(DPKG_CFG_DIR, "*"))):
         try:
             with open(cfg, encoding="utf-8", errors="replace") as f:
                 for line in f:
