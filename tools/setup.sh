@@ -16,6 +16,12 @@ packages=(
     python3-pandas                                         # the notebook API
     clang-format                                           # format check in make check
     slurm-wlm munge                                        # sweeps (tests start a one-node cluster)
+    # the German catalogs tools/debian_corpus.py reads (its PINNED list; docs/corpus.md)
+    apt aptitude-common binutils-common coreutils dpkg e2fsprogs-l10n elinks-data
+    evolution-data-server-common gawk gcc-12-locales gettext git gnupg-l10n
+    gsettings-desktop-schemas krb5-locales ktexteditor-data libc-l10n libglib2.0-data
+    libgnutls30 libgphoto2-l10n libgtk2.0-common libparted-i18n libsane-common libvirt-l10n
+    lynx-common mailutils-common mc-data nano tar util-linux-locales weechat-core wx3.2-i18n
 )
 # Open MPI takes over the `mpicc` / `mpiexec` alternatives when installed after MPICH; ccdl's
 # default build, the README and the Slurm jobs (srun --mpi=pmi2) are MPICH's, so pin it.
