@@ -82,9 +82,10 @@ static int setup_data(run_state *r, ccdl_error *err) {
         return -1;
     if (dataset_load(s->data.dataset, s->data.path, 0, s->data.test_subset, &r->test, err))
         return -1;
-    /* ResNet-20 is the CIFAR variant: 28 x 28 images are zero-padded to 32 x 32 */
-    if (strcmp(s->model.kind, "resnet20") == 0 && r->train.height < 32 &&
-        (dataset_pad_to(&r->train, 32, err) || dataset_pad_to(&r->test, 32, err)))
+    /* e.g. ResNet-20 is the CIFAR variant: 28 x 28 images are zero-padded to 32 x 32 */
+    const int pad_to = model_pad_images_to(s->model.kind);
+    if (pad_to && r->train.height < pad_to &&
+        (dataset_pad_to(&r->train, pad_to, err) || dataset_pad_to(&r->test, pad_to, err)))
         return -1;
     if (r->test.count < s->workers)
         return ccdl_fail(err, CCDL_ERR_INPUT,

@@ -43,6 +43,17 @@ struct model {
     model_set **infer_sets;
 };
 
+static const model_kind *kind_named(const char *name) {
+    for (int i = 0; i < N_KINDS; i++)
+        if (strcmp(name, kinds[i]->name) == 0) return kinds[i];
+    return NULL;
+}
+
+int model_pad_images_to(const char *kind) {
+    const model_kind *k = kind_named(kind);
+    return k ? k->pad_images_to : 0;
+}
+
 // ---------------------------------------------------------------------------- tensors
 
 size_t model_tensor_add(model_tensor_list *l, const char *name, tensor_role role, int ndims,
@@ -168,8 +179,7 @@ static int config_check(const model_config *cfg, int max_batch, const model_kind
         if ((i < N_KINDS) != (model_kind_names[i] != NULL) ||
             (i < N_KINDS && strcmp(model_kind_names[i], kinds[i]->name) != 0))
             ccdl_die("model.c: model_kind_names does not list the kinds table");
-    for (int i = 0; i < N_KINDS; i++)
-        if (strncmp(cfg->kind, kinds[i]->name, sizeof cfg->kind) == 0) *kind = kinds[i];
+    if (memchr(cfg->kind, 0, sizeof cfg->kind)) *kind = kind_named(cfg->kind);
     if (!*kind) {
         char known[128] = "";
         for (int i = 0; i < N_KINDS; i++)

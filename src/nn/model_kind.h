@@ -42,6 +42,8 @@ typedef struct {
     /* 1: 4-D activations whose layout model.c may force when oneDNN's own choice lands on a
      * reference kernel (see net_set_create in model.c) */
     int layout_search;
+    /* images smaller than this are zero-padded to it (ResNet-20 is CIFAR's: 32); 0: none */
+    int pad_images_to;
     /* Checks of the kind's own config fields (the input shape and classes are checked by
      * model.c): -1 + err (CCDL_ERR_INPUT naming the spec key). */
     int (*check)(const model_config *cfg, ccdl_error *err);

@@ -431,6 +431,7 @@ static void resnet_backward(const void *desc, model_set *ms, const float *params
 const model_kind resnet20_kind = {
     .name = "resnet20",
     .layout_search = 1,
+    .pad_images_to = 32,
     .check = resnet_check,
     .describe = resnet_describe,
     .init_params = resnet_init_params,
