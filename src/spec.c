@@ -40,25 +40,31 @@ typedef struct field {
     const char *const *choices;
     const struct field *sub;
     const char *doc;
+    /* 1: a switch added after traces existed: emitted in the canonical spec only when on, so
+     * runs that leave it off keep the canonical spec (and the identity: resume, reference
+     * runs, sweeps) they had before it existed */
+    int omit_when_off;
 } field;
 
 #define FIELD_END                                                                                  \
-    { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL }
+    { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0 }
 #define OFF(member) offsetof(ccdl_spec, member)
 #define SIZE(member) sizeof(((ccdl_spec *)0)->member)
 #define NUM(key, type, member, lo, hi, doc)                                                        \
-    { key, type, OFF(member), 0, 0, lo, hi, NULL, NULL, doc }
+    { key, type, OFF(member), 0, 0, lo, hi, NULL, NULL, doc, 0 }
 #define STR(key, member, choices, doc)                                                             \
-    { key, F_STRING, OFF(member), SIZE(member), 0, 0, 0, choices, NULL, doc }
+    { key, F_STRING, OFF(member), SIZE(member), 0, 0, 0, choices, NULL, doc, 0 }
+#define SWITCH(key, member, doc)                                                                   \
+    { key, F_BOOL, OFF(member), 0, 0, 0, 1, NULL, NULL, doc, 1 }
 #define CHOICE(key, member, choices, doc)                                                          \
-    { key, F_CHOICE, OFF(member), 0, 0, 0, 0, choices, NULL, doc }
+    { key, F_CHOICE, OFF(member), 0, 0, 0, 0, choices, NULL, doc, 0 }
 #define LIST(key, type, member, count, lo, hi, doc)                                                \
     {                                                                                              \
         key, type, OFF(member), SIZE(member) / sizeof(((ccdl_spec *)0)->member[0]), OFF(count),    \
-            lo, hi, NULL, NULL, doc                                                                \
+            lo, hi, NULL, NULL, doc, 0                                                             \
     }
 #define OBJECT(key, table, doc)                                                                    \
-    { key, F_OBJECT, 0, 0, 0, 0, 0, NULL, table, doc }
+    { key, F_OBJECT, 0, 0, 0, 0, 0, NULL, table, doc, 0 }
 
 static const char *const dataset_names[] = {"fashion-mnist", "cifar10", "imagenet32", NULL};
 static const char *const split_names[] = {"iid", "dirichlet", NULL};
@@ -105,6 +111,10 @@ static const field optimizer_fields[] = {
     NUM("beta1", F_DOUBLE, optimizer.beta1, 0, 0.999999, "adam: first-moment decay"),
     NUM("beta2", F_DOUBLE, optimizer.beta2, 0, 0.999999999, "adam: second-moment decay"),
     NUM("eps", F_DOUBLE, optimizer.eps, 1e-16, 1, "adam: denominator epsilon"),
+    SWITCH("gossip_moments", optimizer.gossip_moments,
+           "mix the moment buffers (adam m and v, or the sgd momentum) with the parameters: the "
+           "same gossip rounds, or the same exact average; off: they stay local (the paper's "
+           "decentralized Adam baseline)"),
     FIELD_END};
 
 static const field schedule_fields[] = {
@@ -155,7 +165,8 @@ static const field communication_fields[] = {
     {"phases", F_CHOICES, OFF(communication.phases), SPEC_MAX_DECAYS + 1,
      OFF(communication.n_phases), 0, 0, comm_policy_names, NULL,
      "explicit policy per phase, e.g. [\"controlled\", \"gossip\", \"gossip\"] (the "
-     "paper's guideline); overrides mode"},
+     "paper's guideline); overrides mode",
+     0},
     NUM("local_steps", F_INT, communication.local_steps, 1, 1000000,
         "H of the local policy: gossip once every H steps"),
     OBJECT("control", control_fields, "consensus control"),
@@ -428,6 +439,12 @@ static int spec_validate(const ccdl_spec *s, const char *src, ccdl_error *err) {
         return ccdl_fail(err, CCDL_ERR_INPUT,
                          "%s: schedule.warmup_epochs: expected at most epochs (%d); got %g", src,
                          s->schedule.epochs, s->schedule.warmup_epochs);
+    if (s->optimizer.gossip_moments && s->optimizer.kind == OPTIMIZER_SGD &&
+        s->optimizer.momentum == 0)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: optimizer.gossip_moments: sgd without momentum has no moments to "
+                         "gossip",
+                         src);
     if (s->data.train_subset &&
         s->data.train_subset < (int64_t)s->workers * s->schedule.local_batch)
         return ccdl_fail(err, CCDL_ERR_INPUT,
@@ -536,6 +553,7 @@ static json_t *emit_object(const field *table, const ccdl_spec *spec) {
             v = json_real(*(const double *)base);
             break;
         case F_BOOL:
+            if (f->omit_when_off && !*(const int *)base) continue;
             v = json_boolean(*(const int *)base);
             break;
         case F_STRING:
@@ -615,7 +633,10 @@ static void print_table(const field *table, const json_t *defaults, const char *
             print_table(f->sub, dv, path);
             continue;
         }
-        char *dtext = json_dumps(dv, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6));
+        /* a switch that is off by default is not in the canonical defaults */
+        char *dtext = dv ? json_dumps(dv, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6))
+                      : f->omit_when_off ? strdup("false")
+                                         : NULL;
         char range[600] = "";
         if (f->choices) {
             char list[512];

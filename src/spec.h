@@ -57,6 +57,7 @@ typedef struct {
         double weight_decay;
         int bn_weight_decay;      /* apply weight decay to batch-norm parameters too */
         double beta1, beta2, eps; /* adam */
+        int gossip_moments;       /* mix the moment buffers with the parameters */
     } optimizer;
 
     struct {

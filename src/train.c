@@ -64,7 +64,7 @@ typedef struct {
     schedule sched;
     consensus cons;
     control ctl;
-    gossip *gsp;
+    gossip_group mix; /* the parameters and the buffers gossiped with them */
     trace *tr;
     run_progress prog; /* every resumable scalar */
     char *spec_json;   /* canonical spec */
@@ -151,7 +151,9 @@ static int check_memory(const run_state *r, ccdl_error *err) {
     const ccdl_spec *s = r->spec;
     uint64_t d = model_param_count(r->net);
     int moments = s->optimizer.kind == OPTIMIZER_ADAM ? 2 : s->optimizer.momentum > 0;
-    double per_worker = (double)d * sizeof(float) * (3 + moments);
+    /* parameters, gradients, the parameters' gossip copy, moments (and their gossip copies) */
+    double per_worker =
+        (double)d * sizeof(float) * (3 + moments * (s->optimizer.gossip_moments ? 2 : 1));
     double need = per_worker * r->lay.per_rank * r->node_ranks;
     double have = (double)memory_limit_bytes();
     if (need <= have) return 0;
@@ -210,17 +212,28 @@ static void setup_buffers(run_state *r) {
     r->opt.adam_cfg = (adam_config){(float)s->optimizer.beta1, (float)s->optimizer.beta2,
                                     (float)s->optimizer.eps, (float)s->optimizer.weight_decay};
     r->opt.decay_mask = r->decay_mask;
+    r->opt.gossip_moments = s->optimizer.gossip_moments;
     optimizer_declare(&r->opt, &r->ws, r->d);
     size_t sample = (size_t)r->train.channels * r->train.height * r->train.width;
     r->batch_x = xalloc_floats(size_mul(sample, (size_t)max_batch_of(s)));
     r->batch_y = xmalloc_array((size_t)max_batch_of(s), sizeof(int32_t));
     schedule_init(&r->sched, s, r->samp.steps_per_epoch);
     consensus_init(&r->cons, &r->lay, r->comm, r->d);
+    /* what communication mixes: the parameters first, then what else their owners marked */
+    r->mix.n = 0;
+    r->mix.x[r->mix.n++] = worker_state_buffers(&r->ws, r->mb.params);
+    for (int h = 0; h < r->ws.n_buffers; h++)
+        if (h != r->mb.params && (r->ws.buf[h].roles & WS_GOSSIPED)) {
+            if (r->ws.buf[h].count != r->d || r->mix.n == GOSSIP_GROUP_MAX)
+                ccdl_die("train: buffer %s cannot be gossiped with the parameters",
+                         r->ws.buf[h].name);
+            r->mix.x[r->mix.n++] = worker_state_buffers(&r->ws, h);
+        }
     int gossips = 0;
     for (int k = 0; k < r->ctl.phases; k++) gossips += r->ctl.policy[k] != POLICY_ALLREDUCE;
     if (gossips) {
         topology t = {(topology_kind)s->topology.kind, s->workers, (uint64_t)s->seed};
-        r->gsp = gossip_create(&r->lay, &t, r->d, r->comm);
+        for (int k = 0; k < r->mix.n; k++) r->mix.g[k] = gossip_create(&r->lay, &t, r->d, r->comm);
     }
     progress_init(&r->prog);
 }
@@ -228,7 +241,7 @@ static void setup_buffers(run_state *r) {
 static void teardown(run_state *r) {
     /* gossip owns the buffers it swapped out; free the registry's first, then its */
     worker_state_free(&r->ws);
-    gossip_destroy(&r->gsp);
+    for (int k = 0; k < r->mix.n; k++) gossip_destroy(&r->mix.g[k]);
     free(r->decay_mask);
     free(r->batch_x);
     free(r->batch_y);
@@ -341,8 +354,8 @@ static step_result train_step(run_state *r, int64_t step_in_epoch, int64_t step,
     res.loss = reduce_sum_scalars(&r->lay, r->comm, loss) / s->workers;
     res.grad_norm = reduce_sum_scalars(&r->lay, r->comm, gnorm) / s->workers;
     maybe_raise_test_signal(ts, r->lay.rank, step);
-    control_communicate(&r->ctl, &r->prog.control, phase, step, res.grad_norm, params, r->gsp,
-                        &r->cons, &res.comm);
+    control_communicate(&r->ctl, &r->prog.control, phase, step, res.grad_norm, &r->mix, &r->cons,
+                        &res.comm);
     res.xi = res.comm.xi; /* measured by exact control already, else measured now */
     if (isnan(res.xi) && s->trace.measure_xi) res.xi = consensus_distance_exact(&r->cons, params);
     res.compute_s = t1 - t0;

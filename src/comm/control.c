@@ -29,16 +29,15 @@ static double step_target(const control *c, control_state *st, int phase, double
     return c->cfg.factor * st->phi;
 }
 
-static double gossip_once(control_state *st, float **x, gossip *g, consensus *cons,
-                          double *theta2) {
-    gossip_round(g, x, st->round++, theta2);
+static double gossip_once(control_state *st, gossip_group *gg, consensus *cons, double *theta2) {
+    gossip_group_round(gg, st->round++, theta2);
     return consensus_distance_estimate(cons, theta2);
 }
 
 void control_communicate(const control *c, control_state *st, int phase, int64_t step,
-                         double grad_norm, float **x, gossip *g, consensus *cons,
-                         control_result *out) {
+                         double grad_norm, gossip_group *gg, consensus *cons, control_result *out) {
     double theta2[cons->lay.per_rank];
+    float **x = gg->x[0];
     out->policy = c->policy[phase - 1];
     out->rounds = 0;
     out->capped = 0;
@@ -47,15 +46,15 @@ void control_communicate(const control *c, control_state *st, int phase, int64_t
     out->xi = NAN;
     switch (out->policy) {
     case POLICY_ALLREDUCE:
-        consensus_average(cons, x);
+        for (int k = 0; k < gg->n; k++) consensus_average(cons, gg->x[k]);
         break;
     case POLICY_GOSSIP:
-        out->theta = gossip_once(st, x, g, cons, theta2);
+        out->theta = gossip_once(st, gg, cons, theta2);
         out->rounds = 1;
         break;
     case POLICY_LOCAL:
         if ((step + 1) % c->local_steps == 0) {
-            out->theta = gossip_once(st, x, g, cons, theta2);
+            out->theta = gossip_once(st, gg, cons, theta2);
             out->rounds = 1;
         }
         break;
@@ -64,7 +63,7 @@ void control_communicate(const control *c, control_state *st, int phase, int64_t
         int exact = c->cfg.metric == METRIC_EXACT;
         /* at least the step's own round, then more until the metric meets the target */
         for (;;) {
-            out->theta = gossip_once(st, x, g, cons, theta2);
+            out->theta = gossip_once(st, gg, cons, theta2);
             out->rounds++;
             double metric = exact ? (out->xi = consensus_distance_exact(cons, x)) : out->theta;
             if (isnan(out->target) || metric <= out->target) break;

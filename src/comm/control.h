@@ -47,10 +47,11 @@ typedef struct {
  * (NaN: none), as reference_phase_targets gives it. */
 void control_init(control *c, const ccdl_spec *spec, const double *phase_target);
 
-/* One step's communication for the local workers' parameters x[] (pointers may be swapped
- * by gossip). grad_norm is the mean over workers of ||g_i|| this step (adaptive target). */
+/* One step's communication for the local workers' parameters gg->x[0] and the buffers
+ * mixed with them (pointers may be swapped by gossip); the consensus distance and the
+ * target are the parameters'. grad_norm is the mean over workers of ||g_i|| this step
+ * (adaptive target). */
 void control_communicate(const control *c, control_state *st, int phase, int64_t step,
-                         double grad_norm, float **x, gossip *g, consensus *cons,
-                         control_result *out);
+                         double grad_norm, gossip_group *gg, consensus *cons, control_result *out);
 
 #endif

@@ -199,6 +199,10 @@ static int row_is_local(const gossip *g, int w) {
     return 1;
 }
 
+void gossip_group_round(gossip_group *gg, int64_t round, double *theta2) {
+    for (int k = 0; k < gg->n; k++) gossip_round(gg->g[k], gg->x[k], round, k == 0 ? theta2 : NULL);
+}
+
 void gossip_round(gossip *g, float **x, int64_t round, double *theta2) {
     const layout *l = &g->lay;
     for (int w = 0; w < l->per_rank; w++)

@@ -29,4 +29,18 @@ void gossip_destroy(gossip **g);
  * the ones in x[]). theta2[w] (may be NULL) receives ||x_w - x_w'||^2. */
 void gossip_round(gossip *g, float **x, int64_t round, double *theta2);
 
+/* Vectors mixed together with the same W^t: the parameters first, then any other buffer the
+ * worker-state registry marks WS_GOSSIPED (the optimizer's moments when they are gossiped).
+ * Each member has its own gossip object (double buffers); g[k] is NULL when the run never
+ * gossips (exact averages only). */
+#define GOSSIP_GROUP_MAX 4
+typedef struct {
+    int n;
+    float **x[GOSSIP_GROUP_MAX]; /* the registry's per-worker pointer arrays */
+    gossip *g[GOSSIP_GROUP_MAX];
+} gossip_group;
+
+/* One round of every member at the same round index; theta2 is the first member's. */
+void gossip_group_round(gossip_group *gg, int64_t round, double *theta2);
+
 #endif

@@ -51,12 +51,13 @@ double vector_norm(const float *v, size_t d) {
 }
 
 void optimizer_declare(optimizer *o, worker_state *ws, size_t d) {
+    const unsigned roles = WS_CHECKPOINT | (o->gossip_moments ? WS_GOSSIPED : 0);
     o->m = o->v = NULL;
     if (o->adam) {
-        o->m = worker_state_buffers(ws, worker_state_declare(ws, "adam_m", d, WS_CHECKPOINT));
-        o->v = worker_state_buffers(ws, worker_state_declare(ws, "adam_v", d, WS_CHECKPOINT));
+        o->m = worker_state_buffers(ws, worker_state_declare(ws, "adam_m", d, roles));
+        o->v = worker_state_buffers(ws, worker_state_declare(ws, "adam_v", d, roles));
     } else if (o->sgd.momentum != 0.0f) {
-        o->m = worker_state_buffers(ws, worker_state_declare(ws, "momentum", d, WS_CHECKPOINT));
+        o->m = worker_state_buffers(ws, worker_state_declare(ws, "momentum", d, roles));
     }
 }
 

@@ -51,11 +51,12 @@ typedef struct {
     const float *decay_mask;
     float **m; /* [per_rank] momentum (SGD, NULL if momentum is 0) or first moment (Adam) */
     float **v; /* [per_rank] Adam second moment, NULL for SGD */
+    int gossip_moments; /* declare the moments WS_GOSSIPED: mixed like the parameters */
 } optimizer;
 
 /* Declare the optimizer's per-worker buffers of d floats (configure adam / sgd first):
- * "momentum" for SGD with momentum, "adam_m" and "adam_v" for Adam; checkpointed, never
- * gossiped. */
+ * "momentum" for SGD with momentum, "adam_m" and "adam_v" for Adam; checkpointed, and
+ * gossiped with the parameters when gossip_moments is set. */
 void optimizer_declare(optimizer *o, struct worker_state *ws, size_t d);
 
 /* One step of the configured optimizer for local worker w; step counts from 1. */
