@@ -1004,6 +1004,25 @@ static int bench(int argc, char **argv) {
            arena.bytes / 1048576.0, e.saved_floats * 4 / 1048576.0, l.saved_floats * 4 / 1048576.0);
     printf("encoder layer fwd+bwd %.2f ms (%.1f GFLOP/s), decoder layer %.2f ms (%.1f GFLOP/s)\n",
            1e3 * best_e, fe / best_e / 1e9, 1e3 * best_d, fdec / best_d / 1e9);
+    /* what a new shape costs: the same shape again (oneDNN's primitive cache), then others */
+    const int shapes[][2] = {{B, T}, {B + 3, T + 5}, {B / 2, 2 * T}, {B, T}};
+    for (int i = 0; i < 4; i++) {
+        tl_set s2;
+        t0 = wall_seconds();
+        set_make(&s2, shapes[i][0], 1);
+        must(tl_encoder_layer_init(&e, &s2, &c, shapes[i][0], shapes[i][1], "enc", &err), &err);
+        must(tl_decoder_layer_init(&l, &s2, &c, shapes[i][0], shapes[i][1], shapes[i][1], "dec",
+                                   &err),
+             &err);
+        if (tl_set_finish(&s2, &err)) ccdl_die("test: %s", err.text);
+        const double t_made = wall_seconds() - t0;
+        t0 = wall_seconds();
+        tl_set_bind(&s2, &arena);
+        printf("set for batch %d x %d made in %.1f ms, bound in %.1f ms (arena %.1f MiB)\n",
+               shapes[i][0], shapes[i][1], 1e3 * t_made, 1e3 * (wall_seconds() - t0),
+               arena.bytes / 1048576.0);
+        tl_set_destroy(&s2);
+    }
     tl_set_destroy(&s);
     free(pe), free(pd), free(ge), free(gd), free(x), free(y), free(dx), free(denc), free(se);
     free(sd);

@@ -159,7 +159,14 @@ void tl_dropout_mask(const tl_dropout_key *key, uint32_t site, float rate, size_
     if (!(rate >= 0 && rate < 1)) ccdl_die("dropout: rate %g is outside [0, 1)", (double)rate);
     rng_t r;
     rng_seed(&r, key->seed, TL_RNG_DROPOUT, key->step, (uint64_t)key->worker << 32 | site);
-    for (size_t i = 0; i < n; i++) mask[i] = rng_uniform(&r) >= rate;
+    /* one 64-bit draw per two elements (low half: even element, high half: odd), kept when
+     * the 32-bit half is >= rate 2^32: the draws were 5% of a training step, one per element */
+    const uint64_t threshold = (uint64_t)((double)rate * 4294967296.0);
+    for (size_t i = 0; i < n; i += 2) {
+        const uint64_t bits = rng_next(&r);
+        mask[i] = (bits & 0xffffffffu) >= threshold;
+        if (i + 1 < n) mask[i + 1] = (bits >> 32) >= threshold;
+    }
 }
 
 void tl_dropout_apply(float *x, const uint8_t *mask, float rate, size_t n) {
@@ -221,29 +228,96 @@ void tl_embed_backward(float *dtable, int vocab, int d, float scale, int pad, co
 
 // ---------------------------------------------------------------------------- linear
 
+/* A 2-D descriptor, rows x cols with row stride ld and column stride cs; rows may be
+ * DNNL_RUNTIME_DIM_VAL. */
+static int md_2d(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t ld, int64_t cs,
+                 ccdl_error *err) {
+    const dnnl_dims_t dims = {rows, cols}, strides = {ld, cs};
+    return tl_ok(dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides),
+                 "dnnl_memory_desc_init_by_strides", "linear", err);
+}
+
+/* One matmul made on descriptors with a run-time dimension; a, b, c are the concrete
+ * descriptors of the memories it runs on. */
+static int linear_matmul(tl_set *s, layer_op *op, const dnnl_memory_desc_t *a_rt,
+                         const dnnl_memory_desc_t *b_rt, const dnnl_memory_desc_t *bias,
+                         const dnnl_memory_desc_t *c_rt, const char *name, const char *kind,
+                         ccdl_error *err) {
+    dnnl_matmul_desc_t d;
+    dnnl_primitive_desc_t pd = NULL;
+    if (tl_ok(dnnl_matmul_desc_init(&d, a_rt, b_rt, bias, c_rt), "dnnl_matmul_desc_init", name,
+              err) ||
+        op_make(s, op, &d, NULL, NULL, &pd, name, kind, err))
+        return -1;
+    dnnl_primitive_desc_destroy(pd);
+    return 0;
+}
+
 int tl_linear_init(tl_linear *l, tl_set *s, int rows, int in, int out, int need_dx,
                    const char *name, ccdl_error *err) {
     memset(l, 0, sizeof *l);
-    l->rows = rows;
-    dnnl_memory_desc_t x_md, y_md;
-    if (md_rows(&x_md, rows, in, err) || md_rows(&y_md, rows, out, err) ||
-        ip_layer_init(&l->ip, &s->base, &x_md, out, need_dx, name, err) ||
-        mem_unbound(s, &l->x, &x_md, name, err) || mem_unbound(s, &l->y, &y_md, name, err))
+    l->rows = rows, l->in = in, l->out = out;
+    const int64_t RT = DNNL_RUNTIME_DIM_VAL;
+    dnnl_memory_desc_t x_rt, y_rt, x, y, w_t, bias;
+    /* W (out, in) row-major read as the (in, out) matmul weights: strides (1, in) */
+    if (md_2d(&x_rt, RT, in, in, 1, err) || md_2d(&y_rt, RT, out, out, 1, err) ||
+        md_2d(&x, rows, in, in, 1, err) || md_2d(&y, rows, out, out, 1, err) ||
+        md_2d(&w_t, in, out, 1, in, err) || md_2d(&bias, 1, out, out, 1, err) ||
+        linear_matmul(s, &l->fwd, &x_rt, &w_t, &bias, &y_rt, name, "linear forward", err) ||
+        mem_unbound(s, &l->x, &x, name, err) || mem_unbound(s, &l->w, &w_t, name, err) ||
+        mem_unbound(s, &l->b, &bias, name, err) || mem_unbound(s, &l->y, &y, name, err))
         return -1;
     if (!training(s)) return 0;
-    if (mem_unbound(s, &l->dy, &y_md, name, err)) return -1;
-    return need_dx ? mem_unbound(s, &l->dx, &x_md, name, err) : 0;
+    /* dW (out, in) = dy^T (out, rows) . x (rows, in): the row count is the reduction dim */
+    dnnl_memory_desc_t dy_t_rt, x_k_rt, dy_t, w;
+    if (md_2d(&dy_t_rt, out, RT, 1, out, err) || md_2d(&x_k_rt, RT, in, in, 1, err) ||
+        md_2d(&dy_t, out, rows, 1, out, err) || md_2d(&w, out, in, in, 1, err) ||
+        linear_matmul(s, &l->bwd_weights, &dy_t_rt, &x_k_rt, NULL, &w, name,
+                      "linear backward weights", err) ||
+        mem_unbound(s, &l->dy_t, &dy_t, name, err) || mem_unbound(s, &l->x_w, &x, name, err) ||
+        mem_unbound(s, &l->dw, &w, name, err) || mem_unbound(s, &l->dy, &y, name, err))
+        return -1;
+    l->ar_colsum = layer_set_reserve(&s->base, (size_t)out * sizeof(double));
+    if (!need_dx) return 0;
+    return linear_matmul(s, &l->bwd_data, &y_rt, &w, NULL, &x_rt, name, "linear backward data",
+                         err) ||
+           mem_unbound(s, &l->w_plain, &w, name, err) || mem_unbound(s, &l->dx, &x, name, err);
 }
 
 void tl_linear_forward(tl_set *s, tl_linear *l, const float *w, const float *b, const float *x,
                        float *y) {
-    ip_layer_forward(&s->base, &l->ip, w, b, bound(l->x, x), bound(l->y, y));
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, bound(l->x, x)},
+                               {DNNL_ARG_WEIGHTS, bound(l->w, w)},
+                               {DNNL_ARG_BIAS, bound(l->b, b)},
+                               {DNNL_ARG_DST, bound(l->y, y)}};
+    op_run(s, &l->fwd, args, 4);
+}
+
+/* db[o] = sum over rows of dy[r, o], in double, rows in order. */
+static void bias_gradient(tl_set *s, const tl_linear *l, const float *dy, float *db) {
+    layer_wait(&s->base); /* dy may come from a primitive */
+    double *acc = (double *)(void *)(s->arena + l->ar_colsum);
+    for (int o = 0; o < l->out; o++) acc[o] = 0;
+    for (int r = 0; r < l->rows; r++) {
+        const float *row = dy + (size_t)r * l->out;
+        for (int o = 0; o < l->out; o++) acc[o] += row[o];
+    }
+    for (int o = 0; o < l->out; o++) db[o] = (float)acc[o];
 }
 
 void tl_linear_backward(tl_set *s, tl_linear *l, const float *w, float *dw, float *db,
                         const float *x, const float *dy, float *dx) {
-    ip_layer_backward(&s->base, &l->ip, w, dw, db, bound(l->x, x), bound(l->dy, dy),
-                      dx ? bound(l->dx, dx) : NULL);
+    dnnl_exec_arg_t wargs[4] = {{DNNL_ARG_SRC, bound(l->dy_t, dy)},
+                                {DNNL_ARG_WEIGHTS, bound(l->x_w, x)},
+                                {DNNL_ARG_DST, bound(l->dw, dw)}};
+    op_run(s, &l->bwd_weights, wargs, 3);
+    bias_gradient(s, l, dy, db);
+    if (!dx) return;
+    if (!l->bwd_data.prim) ccdl_die("linear %s made without a data gradient", l->fwd.what);
+    dnnl_exec_arg_t dargs[4] = {{DNNL_ARG_SRC, bound(l->dy, dy)},
+                                {DNNL_ARG_WEIGHTS, bound(l->w_plain, w)},
+                                {DNNL_ARG_DST, bound(l->dx, dx)}};
+    op_run(s, &l->bwd_data, dargs, 3);
 }
 
 // ---------------------------------------------------------------------------- layer norm

@@ -67,7 +67,8 @@ typedef struct {
 } tl_dropout_key;
 
 /* mask[i] = 1 (keep, probability 1 - rate) or 0; stream rng_seed(seed, TL_RNG_DROPOUT, step,
- * worker << 32 | site), one draw per element in order. rate must be in [0, 1). */
+ * worker << 32 | site), 32 bits per element in order (element i: half i % 2 of draw i / 2),
+ * kept when they are >= floor(rate 2^32). rate must be in [0, 1). */
 void tl_dropout_mask(const tl_dropout_key *key, uint32_t site, float rate, size_t n, uint8_t *mask);
 /* x[i] *= mask[i] / (1 - rate): the forward and the backward (on the gradient) alike. */
 void tl_dropout_apply(float *x, const uint8_t *mask, float rate, size_t n);
@@ -90,11 +91,16 @@ void tl_positional_encoding(int pos, int d, float *pe);
 // ---------------------------------------------------------------------------- linear
 
 /* y (rows, out) = x (rows, in) . W^T + b; W (out, in) row-major, then b (out): PyTorch's
- * nn.Linear. The inner-product primitive of layers.h, on plain float pointers. */
+ * nn.Linear. Three matmul primitives made with a run-time row count (so a new batch shape
+ * costs no kernel generation, docs/transformer.md) reading W in place, no reorder; the bias
+ * gradient is a column sum in C. */
 typedef struct {
-    ip_layer ip;
-    int rows;
-    dnnl_memory_t x, y, dy, dx; /* bound per call */
+    int rows, in, out;
+    layer_op fwd, bwd_data, bwd_weights;
+    dnnl_memory_t x, w, b, y;      /* forward operands, bound per call */
+    dnnl_memory_t dy, w_plain, dx; /* backward data: dx = dy . W */
+    dnnl_memory_t dy_t, x_w, dw;   /* backward weights: dW = dy^T . x */
+    size_t ar_colsum;              /* double column sums of the bias gradient */
 } tl_linear;
 
 int tl_linear_init(tl_linear *l, tl_set *s, int rows, int in, int out, int need_dx,
