@@ -196,20 +196,20 @@ void tl_positional_encoding(int pos, int d, float *pe) {
 
 void tl_embed_forward(const float *table, int vocab, int d, float scale, const int32_t *tokens,
                       int batch, int len, float *out) {
-    float *pe = xmalloc_array((size_t)d, sizeof *pe);
-    for (int t = 0; t < len; t++) {
-        tl_positional_encoding(t, d, pe);
-        for (int b = 0; b < batch; b++) {
-            size_t row = (size_t)b * len + t;
-            int32_t tok = tokens[row];
-            if (tok < 0 || tok >= vocab)
-                ccdl_die("embedding: token %d at (%d, %d) is outside 0..%d", tok, b, t, vocab - 1);
-            const float *w = table + (size_t)tok * d;
-            float *o = out + row * d;
-            for (int i = 0; i < d; i++) o[i] = scale * w[i] + pe[i];
+    for (size_t row = 0; row < (size_t)batch * len; row++)
+        if (tokens[row] < 0 || tokens[row] >= vocab)
+            ccdl_die("embedding: token %d of row %zu is outside 0..%d", tokens[row], row,
+                     vocab - 1);
+    /* each sinusoid once per position, for every sentence (no buffer: nothing allocates) */
+    for (int t = 0; t < len; t++)
+        for (int i = 0; i < d; i++) {
+            const double angle = t / pow(10000.0, (double)(i - i % 2) / d);
+            const float pe = (float)(i % 2 ? cos(angle) : sin(angle));
+            for (int b = 0; b < batch; b++) {
+                const size_t row = (size_t)b * len + t;
+                out[row * d + i] = scale * table[(size_t)tokens[row] * d + i] + pe;
+            }
         }
-    }
-    free(pe);
 }
 
 void tl_embed_backward(float *dtable, int vocab, int d, float scale, int pad, const int32_t *tokens,
@@ -512,7 +512,7 @@ done:
 
 /* Saved activations: projections, weights before and after dropout, context, dropout mask,
  * and one flag telling the backward whether the forward dropped. */
-static void mha_layout(tl_mha *a, tl_set *s) {
+static void mha_layout(tl_mha *a, tl_set *s, int top) {
     const size_t rows_q = (size_t)a->batch * a->tq, rows_k = (size_t)a->batch * a->tk;
     const size_t d = a->d, np = probs_count(a);
     size_t n = 1; /* [0]: the dropout flag */
@@ -526,7 +526,7 @@ static void mha_layout(tl_mha *a, tl_set *s) {
     }
     a->saved_floats = n;
     if (!training(s)) {
-        a->ar_saved = reserve_floats(s, n);
+        if (top) a->ar_saved = reserve_floats(s, n);
         return;
     }
     a->ar_dctx = reserve_floats(s, rows_q * d);
@@ -538,9 +538,11 @@ static void mha_layout(tl_mha *a, tl_set *s) {
     }
 }
 
-int tl_mha_init(tl_mha *a, tl_set *s, int batch, int tq, int tk, int d, int heads,
-                int self_attention, int causal, float attn_dropout, const char *name,
-                ccdl_error *err) {
+/* top: made for the library's caller, who passes no saved buffer in inference sets (then
+ * the arena holds the activations); nested modules get their parent's buffer. */
+static int mha_init(tl_mha *a, tl_set *s, int batch, int tq, int tk, int d, int heads,
+                    int self_attention, int causal, float attn_dropout, int top, const char *name,
+                    ccdl_error *err) {
     memset(a, 0, sizeof *a);
     if (heads < 1 || d % heads != 0)
         return ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: d_model %d is not a multiple of %d heads",
@@ -571,8 +573,15 @@ int tl_mha_init(tl_mha *a, tl_set *s, int batch, int tq, int tk, int d, int head
             mem_unbound(s, &a->acc_part, &md, name, err))
             return -1;
     }
-    mha_layout(a, s);
+    mha_layout(a, s, top);
     return 0;
+}
+
+int tl_mha_init(tl_mha *a, tl_set *s, int batch, int tq, int tk, int d, int heads,
+                int self_attention, int causal, float attn_dropout, const char *name,
+                ccdl_error *err) {
+    return mha_init(a, s, batch, tq, tk, d, heads, self_attention, causal, attn_dropout, 1, name,
+                    err);
 }
 
 /* -inf where the key is padding or (causal) later than the query: exp gives exactly 0. */
@@ -711,8 +720,8 @@ static int attn_block_init(tl_attn_block *b, tl_set *s, const tl_config *c, int 
     if (!(c->dropout >= 0 && c->dropout < 1))
         return ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: dropout %g outside [0, 1)", name,
                          (double)c->dropout);
-    if (tl_mha_init(&b->mha, s, batch, tq, tk, c->d_model, c->heads, self, causal, c->attn_dropout,
-                    name, err) ||
+    if (mha_init(&b->mha, s, batch, tq, tk, c->d_model, c->heads, self, causal, c->attn_dropout, 0,
+                 name, err) ||
         tl_layernorm_init(&b->ln, s, b->rows, b->d, name, err) ||
         block_rows_md(&md, b->rows, b->d, err) ||
         add_layer_init(&b->add, &s->base, &md, NULL, 0, name, err) ||
@@ -726,10 +735,7 @@ static int attn_block_init(tl_attn_block *b, tl_set *s, const tl_config *c, int 
     b->off_var = n, n += b->rows;
     if (c->dropout > 0 && training(s)) b->off_mask = n, n += bytes_as_floats(rd);
     b->saved_floats = n;
-    if (!training(s)) {
-        b->ar_saved = reserve_floats(s, n);
-        return 0;
-    }
+    if (!training(s)) return 0; /* inference: in the layer's arena region */
     b->ar_dsum = reserve_floats(s, rd);
     b->ar_dy = reserve_floats(s, rd);
     return 0;
@@ -741,7 +747,7 @@ static void attn_block_forward(tl_set *s, tl_attn_block *b, const float *mha_p, 
                                const float *beta, const float *xq, const float *xkv,
                                const uint8_t *key_pad, const tl_dropout_key *key, uint32_t site,
                                float *out, float *saved) {
-    float *sv = saved_or_arena(s, saved, b->ar_saved);
+    float *sv = saved; /* the layer's buffer, or its arena region */
     float *sum = sv + b->off_sum;
     const size_t rd = (size_t)b->rows * b->d;
     tl_mha_forward(s, &b->mha, mha_p, xq, xkv, key_pad, key, site, sum, sv);
@@ -805,10 +811,7 @@ static int ffn_block_init(tl_ffn_block *f, tl_set *s, const tl_config *c, int ro
     f->off_var = n, n += rows;
     if (c->dropout > 0 && training(s)) f->off_mask = n, n += bytes_as_floats(rd);
     f->saved_floats = n;
-    if (!training(s)) {
-        f->ar_saved = reserve_floats(s, n);
-        return 0;
-    }
+    if (!training(s)) return 0; /* inference: in the layer's arena region */
     /* the hidden layer's mask is not kept: see ffn_block_backward */
     if (c->relu_dropout > 0) f->ar_hmask = layer_set_reserve(&s->base, rh);
     f->ar_dsum = reserve_floats(s, rd);
@@ -833,7 +836,7 @@ static ffn_params ffn_params_at(const float *p, int d, int d_ff) {
 static void ffn_block_forward(tl_set *s, tl_ffn_block *f, const float *params, const float *gamma,
                               const float *beta, const float *x, const tl_dropout_key *key,
                               uint32_t site, float *out, float *saved) {
-    float *sv = saved_or_arena(s, saved, f->ar_saved);
+    float *sv = saved;
     const ffn_params p = ffn_params_at(params, f->d, f->d_ff);
     const size_t rd = (size_t)f->rows * f->d, rh = (size_t)f->rows * f->d_ff;
     float *h = sv + f->off_hidden, *sum = sv + f->off_sum, *flags = sv + f->off_flags;

@@ -231,7 +231,7 @@ typedef struct {
     int rows, d;
     dnnl_memory_t acc, other;                                            /* bound per call */
     size_t off_flag, off_sum, off_mean, off_var, off_mask, saved_floats; /* in the block */
-    size_t ar_saved, ar_dsum, ar_dy;
+    size_t ar_dsum, ar_dy;
 } tl_attn_block;
 
 typedef struct {
@@ -243,7 +243,7 @@ typedef struct {
     int rows, d, d_ff;
     size_t off_flags, off_hidden, off_sum, off_mean, off_var, off_mask, saved_floats;
     dnnl_memory_t acc, other, hidden, dhidden; /* bound per call */
-    size_t ar_saved, ar_hmask, ar_dsum, ar_df, ar_dh;
+    size_t ar_hmask, ar_dsum, ar_df, ar_dh;
 } tl_ffn_block;
 
 /* x (batch len, d) -> y: self-attention block, feed-forward block. */
