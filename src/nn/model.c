@@ -41,6 +41,7 @@ struct model {
     layer_arena arena;
     model_set **train_sets; /* [b] for batch b in 1..max_batch, made on first use */
     model_set **infer_sets;
+    void *rt; /* token kinds: their runtime (primitive sets per batch shape) */
 };
 
 static const model_kind *kind_named(const char *name) {
@@ -189,6 +190,10 @@ static int config_check(const model_config *cfg, int max_batch, const model_kind
                          (int)sizeof cfg->kind, cfg->kind, known);
     }
     if ((*kind)->check(cfg, err)) return -1;
+    if (max_batch <= 0)
+        return ccdl_fail(err, CCDL_ERR_INPUT, "model: max_batch must be positive, got %d",
+                         max_batch);
+    if ((*kind)->tokens_runtime) return 0; /* no image shape, no classes */
     if (cfg->in_channels <= 0)
         return ccdl_fail(err, CCDL_ERR_INPUT, "model.in_channels: must be positive, got %d",
                          cfg->in_channels);
@@ -205,9 +210,6 @@ static int config_check(const model_config *cfg, int max_batch, const model_kind
     if (cfg->classes <= 0)
         return ccdl_fail(err, CCDL_ERR_INPUT, "model.classes: must be positive, got %d",
                          cfg->classes);
-    if (max_batch <= 0)
-        return ccdl_fail(err, CCDL_ERR_INPUT, "model: max_batch must be positive, got %d",
-                         max_batch);
     return 0;
 }
 
@@ -222,6 +224,10 @@ model *model_create(const model_config *cfg, int max_batch, ccdl_error *err) {
     const model_tensor *last = &m->tensors.t[m->tensors.n - 1];
     m->n_params = last->offset + last->count;
     if (layer_env_init(&m->env, err)) goto fail;
+    if (kind->tokens_runtime) {
+        m->rt = kind->tokens_runtime(m->desc, &m->cfg, &m->env, &m->arena);
+        return m;
+    }
     m->train_sets = xcalloc((size_t)max_batch + 1, sizeof *m->train_sets);
     m->infer_sets = xcalloc((size_t)max_batch + 1, sizeof *m->infer_sets);
     m->threads = omp_get_max_threads();
@@ -239,6 +245,7 @@ void model_destroy(model **mp) {
     if (!mp || !*mp) return;
     model *m = *mp;
     sets_clear(m);
+    if (m->rt) m->kind->tokens_runtime_free(m->rt);
     free(m->train_sets);
     free(m->infer_sets);
     free(m->desc);
@@ -250,12 +257,14 @@ void model_destroy(model **mp) {
 }
 
 int model_prepare(model *m, int batch, int training, ccdl_error *err) {
+    if (m->rt) return 0; /* token kinds make a set per batch shape when it first comes */
     return set_ensure(m, batch, training ? 1 : 0, err);
 }
 
 int model_kernels(model *m, int batch, int training,
                   void (*visit)(void *ctx, const char *what, const char *impl), void *ctx,
                   ccdl_error *err) {
+    if (m->rt) return 0;
     if (set_ensure(m, batch, training, err)) return -1;
     layer_set_each_op(&(training ? m->train_sets : m->infer_sets)[batch]->ls, visit, ctx);
     return 0;
@@ -294,9 +303,34 @@ double model_flops_per_sample(const model *m) {
 
 // ---------------------------------------------------------------------------- running
 
+int model_takes_tokens(const model *m) {
+    return m->kind->tokens_runtime != NULL;
+}
+
+model_token_loss model_tokens_forward_backward(model *m, const float *params, float *grads,
+                                               const model_tokens *b, uint64_t seed, int64_t step,
+                                               int worker) {
+    if (!m->rt) ccdl_die("model: %s does not read tokens", m->cfg.kind);
+    return m->kind->tokens_forward_backward(m->rt, m->desc, &m->cfg, params, grads, b, seed, step,
+                                            worker);
+}
+
+void model_tokens_evaluate(model *m, const float *params, const model_tokens *b,
+                           model_token_loss *acc) {
+    if (!m->rt) ccdl_die("model: %s does not read tokens", m->cfg.kind);
+    m->kind->tokens_evaluate(m->rt, m->desc, &m->cfg, params, b, acc);
+}
+
+void model_tokens_greedy(model *m, const float *params, const model_tokens *b, int max_len,
+                         int32_t *out) {
+    if (!m->rt) ccdl_die("model: %s does not read tokens", m->cfg.kind);
+    m->kind->tokens_greedy(m->rt, m->desc, &m->cfg, params, b, max_len, out);
+}
+
 float model_forward_backward(model *m, const float *params, float *state, float *grads,
                              const float *x, const int32_t *y, int batch) {
     if (m->n_state > 0 && !state) ccdl_die("model: %s needs a state buffer", m->cfg.kind);
+    if (m->rt) ccdl_die("model: %s reads tokens, not images", m->cfg.kind);
     model_set *ms = set_get(m, batch, 1);
     layer_bind(ms->x, x);
     m->kind->forward(m->desc, ms, params, state);
@@ -311,6 +345,7 @@ float model_forward_backward(model *m, const float *params, float *state, float 
 void model_evaluate(model *m, const float *params, const float *state, const float *x,
                     const int32_t *y, int batch, double *loss_sum, int64_t *correct) {
     if (m->n_state > 0 && !state) ccdl_die("model: %s needs a state buffer", m->cfg.kind);
+    if (m->rt) ccdl_die("model: %s reads tokens, not images", m->cfg.kind);
     model_set *ms = set_get(m, batch, 0);
     layer_bind(ms->x, x);
     /* inference sets only read state (bn_layer_forward_inference) */

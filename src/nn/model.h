@@ -29,12 +29,20 @@ struct worker_state; /* worker_state.h */
 #define MODEL_MAX_HIDDEN 8
 
 typedef struct {
-    char kind[16];                /* "mlp" or "resnet20" */
+    char kind[16];                /* "mlp", "resnet20" or "transformer" */
     int hidden[MODEL_MAX_HIDDEN]; /* mlp: hidden layer widths */
     int n_hidden;                 /* mlp: number of hidden layers (0 = softmax regression) */
     int width;                    /* resnet20: base width w (16 in the paper); 0 means 16 */
     int in_channels, in_height, in_width; /* input image shape */
     int classes;
+    struct model_seq_config {     /* transformer (encoder-decoder) */
+        int d_model, heads, d_ff; /* model width, attention heads, feed-forward width */
+        int enc_layers, dec_layers;
+        double dropout, attn_dropout, relu_dropout; /* residual, attention weights, FFN */
+        double label_smoothing;                     /* eps of the training loss */
+        int src_vocab, tgt_vocab;                   /* filled from the data */
+        int max_len; /* longest sentence in tokens (+ <eos>), positions and decoding */
+    } seq;
 } model_config;
 
 typedef struct model model;
@@ -109,6 +117,39 @@ void model_declare_buffers(const model *m, struct worker_state *ws, uint64_t see
 void model_init_params(const model *m, float *params, uint64_t seed);
 /* Running means 0, running variances 1 (PyTorch's). No-op for the mlp. */
 void model_init_state(const model *m, float *state);
+
+/* Kinds that read token sequences (the transformer) instead of images: the calls below
+ * instead of model_forward_backward / model_evaluate. */
+int model_takes_tokens(const model *m);
+
+/* A batch of sentence pairs, row-major int32 (data/text.h's text_batch): src (batch,
+ * src_len) = tokens + <eos>; tgt_in (batch, tgt_len) = <bos> + tokens; tgt_out = tokens +
+ * <eos>; padded with pad. */
+typedef struct {
+    const int32_t *src, *tgt_in, *tgt_out;
+    int batch, src_len, tgt_len;
+    int pad, bos, eos;
+} model_tokens;
+
+typedef struct {
+    double loss_sum; /* label-smoothed loss summed over non-pad target tokens */
+    double nll_sum;  /* negative log-likelihood summed over them (perplexity exp(nll/tokens)) */
+    int64_t tokens;  /* non-pad target tokens */
+} model_token_loss;
+
+/* Training forward + backward: grads OVERWRITTEN with the gradient of loss_sum / tokens
+ * (the mean over the batch's target tokens). Dropout masks are keyed by (seed, step, worker)
+ * so a run's bits do not depend on the rank layout. */
+model_token_loss model_tokens_forward_backward(model *m, const float *params, float *grads,
+                                               const model_tokens *b, uint64_t seed, int64_t step,
+                                               int worker);
+/* Inference (no dropout): the sums of the batch, added to *acc. */
+void model_tokens_evaluate(model *m, const float *params, const model_tokens *b,
+                           model_token_loss *acc);
+/* Greedy decoding of b->src (tgt_* unused): out (batch, max_len) row-major, each row the
+ * argmax token at each position after <bos>, ending with <eos> (then pad) or at max_len. */
+void model_tokens_greedy(model *m, const float *params, const model_tokens *b, int max_len,
+                         int32_t *out);
 
 /* Forward + backward in training mode on x (batch, C, H, W) with labels y. Overwrites grads
  * with the gradient of the MEAN cross-entropy over the batch; returns that mean loss.

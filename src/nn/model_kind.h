@@ -64,6 +64,21 @@ typedef struct {
      * overwrites grads. */
     void (*forward)(const void *desc, model_set *ms, const float *params, float *state);
     void (*backward)(const void *desc, model_set *ms, const float *params, float *grads);
+
+    /* Token kinds (set_make, forward, backward NULL; layout_search 0): their own primitive
+     * sets per batch shape, made on first use inside `rt`, over the model's env and arena.
+     * The meaning of each call is model.h's model_tokens_*. */
+    void *(*tokens_runtime)(const void *desc, const model_config *cfg, layer_env *env,
+                            layer_arena *arena);
+    void (*tokens_runtime_free)(void *rt);
+    model_token_loss (*tokens_forward_backward)(void *rt, const void *desc, const model_config *cfg,
+                                                const float *params, float *grads,
+                                                const model_tokens *b, uint64_t seed, int64_t step,
+                                                int worker);
+    void (*tokens_evaluate)(void *rt, const void *desc, const model_config *cfg,
+                            const float *params, const model_tokens *b, model_token_loss *acc);
+    void (*tokens_greedy)(void *rt, const void *desc, const model_config *cfg, const float *params,
+                          const model_tokens *b, int max_len, int32_t *out);
 } model_kind;
 
 extern const model_kind mlp_kind;
