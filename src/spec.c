@@ -40,10 +40,10 @@ typedef struct field {
     const char *const *choices;
     const struct field *sub;
     const char *doc;
-    /* 1: a switch added after traces existed: emitted in the canonical spec only when on, so
-     * runs that leave it off keep the canonical spec (and the identity: resume, reference
-     * runs, sweeps) they had before it existed */
-    int omit_when_off;
+    /* 1: a key added after traces existed: emitted in the canonical spec only when it is not
+     * the default, so runs that leave it alone keep the canonical spec (and the identity:
+     * resume, reference runs, sweeps) they had before it existed */
+    int later;
 } field;
 
 #define FIELD_END                                                                                  \
@@ -54,8 +54,10 @@ typedef struct field {
     { key, type, OFF(member), 0, 0, lo, hi, NULL, NULL, doc, 0 }
 #define STR(key, member, choices, doc)                                                             \
     { key, F_STRING, OFF(member), SIZE(member), 0, 0, 0, choices, NULL, doc, 0 }
-#define SWITCH(key, member, doc)                                                                   \
-    { key, F_BOOL, OFF(member), 0, 0, 0, 1, NULL, NULL, doc, 1 }
+#define LATER_NUM(key, type, member, lo, hi, doc)                                                  \
+    { key, type, OFF(member), 0, 0, lo, hi, NULL, NULL, doc, 1 }
+#define LATER_STR(key, member, doc)                                                                \
+    { key, F_STRING, OFF(member), SIZE(member), 0, 0, 0, NULL, NULL, doc, 1 }
 #define CHOICE(key, member, choices, doc)                                                          \
     { key, F_CHOICE, OFF(member), 0, 0, 0, 0, choices, NULL, doc, 0 }
 #define LIST(key, type, member, count, lo, hi, doc)                                                \
@@ -66,7 +68,7 @@ typedef struct field {
 #define OBJECT(key, table, doc)                                                                    \
     { key, F_OBJECT, 0, 0, 0, 0, 0, NULL, table, doc, 0 }
 
-static const char *const dataset_names[] = {"fashion-mnist", "cifar10", "imagenet32", NULL};
+static const char *const dataset_names[] = {"fashion-mnist", "cifar10", "imagenet32", "text", NULL};
 static const char *const split_names[] = {"iid", "dirichlet", NULL};
 static const char *const optimizer_kinds[] = {"sgd", "adam", NULL};
 static const char *const scaling_names[] = {"none", "linear", NULL};
@@ -90,6 +92,15 @@ static const field data_fields[] = {
            "iid: even random split every epoch; dirichlet: fixed label-skewed split"),
     NUM("dirichlet_alpha", F_DOUBLE, data.dirichlet_alpha, 1e-6, 1e6,
         "dirichlet: concentration (small: each worker sees few classes)"),
+    LATER_STR("src_lang", data.src_lang, "text: source-language file suffix (train.en, ...)"),
+    LATER_STR("tgt_lang", data.tgt_lang, "text: target-language file suffix"),
+    LATER_NUM("tokens_per_batch", F_INT, data.tokens_per_batch, 16, 1 << 24,
+              "text: padded tokens (sentences x longest) per worker batch"),
+    LATER_NUM("max_len", F_INT, data.max_len, 0, 100000,
+              "text: drop training pairs with more tokens on either side (0: keep all)"),
+    LATER_NUM("min_freq", F_INT, data.min_freq, 1, 1000000,
+              "text: tokens seen fewer times in training become <unk>"),
+    LATER_NUM("lowercase", F_BOOL, data.lowercase, 0, 1, "text: lowercase before tokenizing"),
     FIELD_END};
 
 static const field model_fields[] = {
@@ -98,6 +109,20 @@ static const field model_fields[] = {
          "mlp: hidden layer widths (at most 8)"),
     NUM("width", F_INT, model.width, 1, 1024,
         "resnet20: channels of the first stage (16 is the paper's CIFAR ResNet-20)"),
+    LATER_NUM("d_model", F_INT, model.seq.d_model, 8, 8192, "transformer: model width"),
+    LATER_NUM("heads", F_INT, model.seq.heads, 1, 256,
+              "transformer: attention heads (d_model must be a multiple)"),
+    LATER_NUM("d_ff", F_INT, model.seq.d_ff, 1, 65536, "transformer: feed-forward width"),
+    LATER_NUM("enc_layers", F_INT, model.seq.enc_layers, 1, 64, "transformer: encoder layers"),
+    LATER_NUM("dec_layers", F_INT, model.seq.dec_layers, 1, 64, "transformer: decoder layers"),
+    LATER_NUM("dropout", F_DOUBLE, model.seq.dropout, 0, 0.99,
+              "transformer: dropout on embeddings and residual branches"),
+    LATER_NUM("attn_dropout", F_DOUBLE, model.seq.attn_dropout, 0, 0.99,
+              "transformer: dropout on attention weights"),
+    LATER_NUM("relu_dropout", F_DOUBLE, model.seq.relu_dropout, 0, 0.99,
+              "transformer: dropout after the feed-forward ReLU"),
+    LATER_NUM("label_smoothing", F_DOUBLE, model.seq.label_smoothing, 0, 0.99,
+              "transformer: label smoothing eps of the training loss"),
     FIELD_END};
 
 static const field optimizer_fields[] = {
@@ -111,10 +136,10 @@ static const field optimizer_fields[] = {
     NUM("beta1", F_DOUBLE, optimizer.beta1, 0, 0.999999, "adam: first-moment decay"),
     NUM("beta2", F_DOUBLE, optimizer.beta2, 0, 0.999999999, "adam: second-moment decay"),
     NUM("eps", F_DOUBLE, optimizer.eps, 1e-16, 1, "adam: denominator epsilon"),
-    SWITCH("gossip_moments", optimizer.gossip_moments,
-           "mix the moment buffers (adam m and v, or the sgd momentum) with the parameters: the "
-           "same gossip rounds, or the same exact average; off: they stay local (the paper's "
-           "decentralized Adam baseline)"),
+    LATER_NUM("gossip_moments", F_BOOL, optimizer.gossip_moments, 0, 1,
+              "mix the moment buffers (adam m and v, or the sgd momentum) with the parameters: the "
+              "same gossip rounds, or the same exact average; off: they stay local (the paper's "
+              "decentralized Adam baseline)"),
     FIELD_END};
 
 static const field schedule_fields[] = {
@@ -213,6 +238,19 @@ static void spec_set_defaults(ccdl_spec *s) {
     s->threads = 1;
     snprintf(s->data.dataset, sizeof s->data.dataset, "fashion-mnist");
     s->data.dirichlet_alpha = 1.0;
+    snprintf(s->data.src_lang, sizeof s->data.src_lang, "en");
+    snprintf(s->data.tgt_lang, sizeof s->data.tgt_lang, "de");
+    s->data.tokens_per_batch = 2048;
+    s->data.min_freq = 2;
+    /* transformer: Vaswani et al.'s base model halved in width and depth (the paper's
+     * down-scaling factor was lost in extraction; docs/transformer.md) */
+    s->model.seq.d_model = 256;
+    s->model.seq.heads = 4;
+    s->model.seq.d_ff = 1024;
+    s->model.seq.enc_layers = 3;
+    s->model.seq.dec_layers = 3;
+    s->model.seq.dropout = 0.1;
+    s->model.seq.label_smoothing = 0.1;
     snprintf(s->model.kind, sizeof s->model.kind, "mlp");
     s->model.hidden[0] = 256;
     s->model.n_hidden = 1;
@@ -435,6 +473,18 @@ static int spec_validate(const ccdl_spec *s, const char *src, ccdl_error *err) {
                              "%s: schedule.decay_at[%d]: expected increasing fractions; got %g "
                              "after %g",
                              src, k, s->schedule.decay_at[k], s->schedule.decay_at[k - 1]);
+    const int text = strcmp(s->data.dataset, "text") == 0;
+    if (text != model_kind_takes_tokens(s->model.kind))
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         text ? "%s: model.kind: %s reads images; data.dataset \"text\" needs a "
+                                "sequence model (transformer)"
+                              : "%s: model.kind: %s reads sentences; it needs data.dataset "
+                                "\"text\"",
+                         src, s->model.kind);
+    if (s->model.seq.d_model % s->model.seq.heads != 0)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: model.heads: d_model (%d) must be a multiple of it; got %d", src,
+                         s->model.seq.d_model, s->model.seq.heads);
     if (s->schedule.warmup_epochs > s->schedule.epochs)
         return ccdl_fail(err, CCDL_ERR_INPUT,
                          "%s: schedule.warmup_epochs: expected at most epochs (%d); got %g", src,
@@ -445,7 +495,7 @@ static int spec_validate(const ccdl_spec *s, const char *src, ccdl_error *err) {
                          "%s: optimizer.gossip_moments: sgd without momentum has no moments to "
                          "gossip",
                          src);
-    if (s->data.train_subset &&
+    if (!text && s->data.train_subset &&
         s->data.train_subset < (int64_t)s->workers * s->schedule.local_batch)
         return ccdl_fail(err, CCDL_ERR_INPUT,
                          "%s: data.train_subset: expected at least workers * local_batch = %lld "
@@ -537,11 +587,35 @@ int spec_load(const char *path, ccdl_spec *spec, ccdl_error *err) {
 
 /* ---------------------------------------------------------------- emitting */
 
-static json_t *emit_object(const field *table, const ccdl_spec *spec) {
+/* A later key (field.later) at its default value: left out of the canonical spec. */
+static int later_at_default(const field *f, const char *base) {
+    static ccdl_spec defaults;
+    static int ready;
+    if (!ready) spec_set_defaults(&defaults), ready = 1;
+    const char *d = (const char *)&defaults + f->offset;
+    switch (f->type) {
+    case F_INT:
+    case F_BOOL:
+    case F_CHOICE:
+        return *(const int *)base == *(const int *)d;
+    case F_INT64:
+        return *(const int64_t *)base == *(const int64_t *)d;
+    case F_DOUBLE:
+        return *(const double *)base == *(const double *)d;
+    case F_STRING:
+        return strcmp(base, d) == 0;
+    default:
+        return 0;
+    }
+}
+
+/* all: emit later keys at their defaults too (the key reference). */
+static json_t *emit_object(const field *table, const ccdl_spec *spec, int all) {
     json_t *obj = json_object();
     for (const field *f = table; f->key; f++) {
         const char *base = (const char *)spec + f->offset;
         json_t *v = NULL;
+        if (f->later && !all && later_at_default(f, base)) continue;
         switch (f->type) {
         case F_INT:
             v = json_integer(*(const int *)base);
@@ -553,7 +627,6 @@ static json_t *emit_object(const field *table, const ccdl_spec *spec) {
             v = json_real(*(const double *)base);
             break;
         case F_BOOL:
-            if (f->omit_when_off && !*(const int *)base) continue;
             v = json_boolean(*(const int *)base);
             break;
         case F_STRING:
@@ -580,7 +653,7 @@ static json_t *emit_object(const field *table, const ccdl_spec *spec) {
             break;
         }
         case F_OBJECT:
-            v = emit_object(f->sub, spec);
+            v = emit_object(f->sub, spec, all);
             break;
         }
         json_object_set_new(obj, f->key, v);
@@ -589,7 +662,7 @@ static json_t *emit_object(const field *table, const ccdl_spec *spec) {
 }
 
 char *spec_canonical_json(const ccdl_spec *spec) {
-    json_t *root = emit_object(root_fields, spec);
+    json_t *root = emit_object(root_fields, spec, 0);
     char *text = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(root);
     if (!text) ccdl_die("cannot serialise spec");
@@ -633,10 +706,7 @@ static void print_table(const field *table, const json_t *defaults, const char *
             print_table(f->sub, dv, path);
             continue;
         }
-        /* a switch that is off by default is not in the canonical defaults */
-        char *dtext = dv ? json_dumps(dv, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6))
-                      : f->omit_when_off ? strdup("false")
-                                         : NULL;
+        char *dtext = json_dumps(dv, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(6));
         char range[600] = "";
         if (f->choices) {
             char list[512];
@@ -655,7 +725,7 @@ void spec_print_reference(void) {
     ccdl_spec defaults;
     spec_set_defaults(&defaults);
     snprintf(defaults.trace.path, sizeof defaults.trace.path, "<name>.h5");
-    json_t *d = emit_object(root_fields, &defaults);
+    json_t *d = emit_object(root_fields, &defaults, 1);
     printf("| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n");
     print_table(root_fields, d, "");
     json_decref(d);

@@ -46,6 +46,12 @@ typedef struct {
         int augment;          /* pad-4 random crop + horizontal flip */
         int split;            /* data_split */
         double dirichlet_alpha;
+        /* dataset "text": sentence pairs (data/text.h) */
+        char src_lang[8], tgt_lang[8]; /* file suffixes: train.en, train.de, ... */
+        int tokens_per_batch;          /* padded tokens per worker batch */
+        int max_len;                   /* training pairs longer than this are dropped (0: none) */
+        int min_freq;                  /* vocabulary: tokens seen fewer times are <unk> */
+        int lowercase;
     } data;
 
     model_config model; /* kind + hidden from the spec; input shape filled from the data */

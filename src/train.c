@@ -28,7 +28,6 @@
 #include "config.h"
 #include "consensus.h"
 #include "control.h"
-#include "data.h"
 #include "gossip.h"
 #include "layout.h"
 #include "model.h"
@@ -37,12 +36,10 @@
 #include "reduce.h"
 #include "reference.h"
 #include "runlock.h"
-#include "sampler.h"
 #include "schedule.h"
+#include "task.h"
 #include "trace.h"
 #include "worker_state.h"
-
-#define EVAL_BATCH 500
 
 /* ---------------------------------------------------------------- run state */
 
@@ -51,16 +48,13 @@ typedef struct {
     layout lay;
     MPI_Comm comm;
     int node_ranks; /* ranks of comm sharing this rank's node (memory estimate) */
-    dataset train, test;
-    sampler samp;
+    task *task;     /* the data, a worker's step, the evaluation */
     model *net;
     size_t d;          /* parameters per worker */
     worker_state ws;   /* every per-worker buffer */
     model_buffers mb;  /* handles of the model's buffers in ws */
     float *decay_mask; /* [d] or NULL: which parameters get weight decay */
     optimizer opt;
-    float *batch_x; /* (max batch, C, H, W) */
-    int32_t *batch_y;
     schedule sched;
     consensus cons;
     control ctl;
@@ -71,30 +65,6 @@ typedef struct {
     char ckpt_path[1100];
     double last_ckpt_s; /* wall_seconds() of the last checkpoint (or of the start) */
 } run_state;
-
-static int max_batch_of(const ccdl_spec *s) {
-    return s->schedule.local_batch > EVAL_BATCH ? s->schedule.local_batch : EVAL_BATCH;
-}
-
-static int setup_data(run_state *r, ccdl_error *err) {
-    const ccdl_spec *s = r->spec;
-    if (dataset_load(s->data.dataset, s->data.path, 1, s->data.train_subset, &r->train, err))
-        return -1;
-    if (dataset_load(s->data.dataset, s->data.path, 0, s->data.test_subset, &r->test, err))
-        return -1;
-    /* e.g. ResNet-20 is the CIFAR variant: 28 x 28 images are zero-padded to 32 x 32 */
-    const int pad_to = model_pad_images_to(s->model.kind);
-    if (pad_to && r->train.height < pad_to &&
-        (dataset_pad_to(&r->train, pad_to, err) || dataset_pad_to(&r->test, pad_to, err)))
-        return -1;
-    if (r->test.count < s->workers)
-        return ccdl_fail(err, CCDL_ERR_INPUT,
-                         "data.test_subset: need at least one test sample per worker (%d)",
-                         s->workers);
-    return sampler_init(&r->samp, &r->train, s->workers, r->lay.first, r->lay.per_rank,
-                        s->schedule.local_batch, s->data.split == SPLIT_DIRICHLET,
-                        s->data.dirichlet_alpha, s->data.augment, (uint64_t)s->seed, err);
-}
 
 /* An output's directory must exist and be writable: found before hours of training. */
 static int check_output_path(const char *path, const char *what, ccdl_error *err) {
@@ -178,16 +148,15 @@ static int setup_checked(run_state *r, const char *trace_path, const train_optio
         checkpoint_default_path(trace_path, r->ckpt_path, sizeof r->ckpt_path);
     /* rank 0 reads the files; the verdict is agreed on with the rest of the setup */
     if (rank == 0 && check_outputs(trace_path, r->ckpt_path, opt, err)) return -1;
-    if (setup_data(r, err)) return -1;
+    r->task = task_create(s, &r->lay, err);
+    if (!r->task) return -1;
     model_config mc = s->model;
-    mc.in_channels = r->train.channels;
-    mc.in_height = r->train.height;
-    mc.in_width = r->train.width;
-    mc.classes = r->train.classes;
-    r->net = model_create(&mc, max_batch_of(s), err);
+    if (task_model_config(r->task, &mc, err)) return -1;
+    r->net = model_create(&mc, task_max_batch(r->task), err);
     if (!r->net || check_memory(r, err)) return -1;
     /* build the training primitives now, so a oneDNN failure stops us before the trace */
-    if (model_prepare(r->net, s->schedule.local_batch, 1, err)) return -1;
+    if (!model_takes_tokens(r->net) && model_prepare(r->net, s->schedule.local_batch, 1, err))
+        return -1;
     r->spec_json = spec_canonical_json(s);
     double targets[SPEC_MAX_DECAYS + 1];
     if (reference_phase_targets(s, r->spec_json, targets, err)) return -1;
@@ -214,10 +183,7 @@ static void setup_buffers(run_state *r) {
     r->opt.decay_mask = r->decay_mask;
     r->opt.gossip_moments = s->optimizer.gossip_moments;
     optimizer_declare(&r->opt, &r->ws, r->d);
-    size_t sample = (size_t)r->train.channels * r->train.height * r->train.width;
-    r->batch_x = xalloc_floats(size_mul(sample, (size_t)max_batch_of(s)));
-    r->batch_y = xmalloc_array((size_t)max_batch_of(s), sizeof(int32_t));
-    schedule_init(&r->sched, s, r->samp.steps_per_epoch);
+    schedule_init(&r->sched, s, task_steps_per_epoch(r->task));
     consensus_init(&r->cons, &r->lay, r->comm, r->d);
     /* what communication mixes: the parameters first, then what else their owners marked */
     r->mix.n = 0;
@@ -243,14 +209,10 @@ static void teardown(run_state *r) {
     worker_state_free(&r->ws);
     for (int k = 0; k < r->mix.n; k++) gossip_destroy(&r->mix.g[k]);
     free(r->decay_mask);
-    free(r->batch_x);
-    free(r->batch_y);
     free(r->spec_json);
     if (r->cons.mean) consensus_free(&r->cons);
     model_destroy(&r->net);
-    sampler_free(&r->samp);
-    dataset_free(&r->train);
-    dataset_free(&r->test);
+    task_destroy(&r->task);
 }
 
 /* ---------------------------------------------------------------- stop signals */
@@ -335,7 +297,7 @@ typedef struct {
 static step_result train_step(run_state *r, int64_t step_in_epoch, int64_t step, int phase,
                               const test_signals *ts) {
     const ccdl_spec *s = r->spec;
-    const int per = r->lay.per_rank, b = s->schedule.local_batch;
+    const int per = r->lay.per_rank;
     const float lr = (float)schedule_lr(&r->sched, step);
     float **params = worker_state_buffers(&r->ws, r->mb.params);
     float **grads = worker_state_buffers(&r->ws, r->mb.grads);
@@ -344,9 +306,7 @@ static step_result train_step(run_state *r, int64_t step_in_epoch, int64_t step,
     step_result res = {0};
     double t0 = wall_seconds();
     for (int w = 0; w < per; w++) {
-        sampler_batch(&r->samp, w, step_in_epoch, r->batch_x, r->batch_y);
-        loss[w] = model_forward_backward(r->net, params[w], state[w], grads[w], r->batch_x,
-                                         r->batch_y, b);
+        loss[w] = task_step(r->task, r->net, w, step_in_epoch, step, params[w], state[w], grads[w]);
         gnorm[w] = vector_norm(grads[w], r->d);
         optimizer_step(&r->opt, lr, step + 1, w, params[w], grads[w], r->d);
     }
@@ -365,59 +325,27 @@ static step_result train_step(run_state *r, int64_t step_in_epoch, int64_t step,
 
 /* ---------------------------------------------------------------- evaluation */
 
-typedef struct {
-    double test_loss, test_acc; /* the averaged model xbar (parameters and BN statistics) */
-    double worker_test_acc;     /* each worker's own model on its own test slice, pooled */
-} eval_result;
-
-/* Loss sum and correct count of one model on test samples [lo, hi). */
-static void evaluate_slice(run_state *r, const float *params, const float *state, int64_t lo,
-                           int64_t hi, double *loss_sum, int64_t *correct) {
-    int32_t idx[EVAL_BATCH];
-    for (int64_t a = lo; a < hi; a += EVAL_BATCH) {
-        int bsz = (int)(hi - a < EVAL_BATCH ? hi - a : EVAL_BATCH);
-        for (int k = 0; k < bsz; k++) idx[k] = (int32_t)(a + k);
-        dataset_fill_batch(&r->test, idx, bsz, r->batch_x, r->batch_y);
-        model_evaluate(r->net, params, state, r->batch_x, r->batch_y, bsz, loss_sum, correct);
-    }
-}
-
-/* The test set is split into n fixed slices, one per worker index, so the work spreads over
- * ranks while every sum stays canonical. */
-static eval_result evaluate(run_state *r) {
-    const int per = r->lay.per_rank, n = r->lay.n;
+/* The averaged model's evaluation (every rank): the means first, then the task's metrics. */
+static task_eval evaluate(run_state *r) {
     worker_state_average(&r->ws, &r->lay, r->comm);
-    float **params = worker_state_buffers(&r->ws, r->mb.params);
-    float **state = worker_state_buffers(&r->ws, r->mb.state);
-    const float *mean_params = r->ws.buf[r->mb.params].mean;
-    const float *mean_state = r->ws.buf[r->mb.state].mean;
-    double loss_sum[per], correct[per], own_correct[per];
-    for (int w = 0; w < per; w++) {
-        int64_t i = r->lay.first + w;
-        int64_t lo = i * r->test.count / n, hi = (i + 1) * r->test.count / n, ok = 0, own = 0;
-        double ls = 0, own_ls = 0;
-        evaluate_slice(r, mean_params, mean_state, lo, hi, &ls, &ok);
-        evaluate_slice(r, params[w], state[w], lo, hi, &own_ls, &own);
-        loss_sum[w] = ls, correct[w] = (double)ok, own_correct[w] = (double)own;
-    }
-    eval_result e;
-    double count = (double)r->test.count;
-    e.test_loss = reduce_sum_scalars(&r->lay, r->comm, loss_sum) / count;
-    e.test_acc = reduce_sum_scalars(&r->lay, r->comm, correct) / count;
-    e.worker_test_acc = reduce_sum_scalars(&r->lay, r->comm, own_correct) / count;
-    return e;
+    return task_evaluate(r->task, r->net, &r->ws, &r->mb, r->comm);
 }
 
 /* ---------------------------------------------------------------- the loop */
 
 static void print_progress(const run_state *r, int epoch, double lr, double train_loss,
-                           double test_acc, double xi, double elapsed) {
+                           const task_eval *ev, double xi, double elapsed) {
     int epochs = r->spec->schedule.epochs;
     double eta = elapsed / (epoch + 1) * (epochs - epoch - 1);
+    char metric[96];
+    if (isnan(ev->test_bleu))
+        snprintf(metric, sizeof metric, "test_acc %.4f", ev->test_acc);
+    else
+        snprintf(metric, sizeof metric, "test_ppl %.2f val_bleu %.2f test_bleu %.2f", ev->test_ppl,
+                 ev->val_bleu, ev->test_bleu);
     fprintf(stderr,
-            "ccdl: %s epoch %d/%d lr %.4g train_loss %.4f test_acc %.4f xi %.3g elapsed %.1fs "
-            "eta %.1fs\n",
-            r->spec->name, epoch + 1, epochs, lr, train_loss, test_acc, xi, elapsed, eta);
+            "ccdl: %s epoch %d/%d lr %.4g train_loss %.4f %s xi %.3g elapsed %.1fs eta %.1fs\n",
+            r->spec->name, epoch + 1, epochs, lr, train_loss, metric, xi, elapsed, eta);
 }
 
 /* Rank 0's line every `every` seconds within long epochs. Everything on it is rank 0's
@@ -445,14 +373,14 @@ static void ticker_step(ticker *t, const run_state *r, const step_result *res, d
         if (now - t->last_s < t->every) return;
         const ccdl_spec *s = r->spec;
         const int64_t per_epoch = r->sched.steps_per_epoch, total = per_epoch * s->schedule.epochs;
-        double images = (double)steps * s->workers * s->schedule.local_batch;
+        double units = (double)steps * task_units_per_step(r->task);
         double elapsed = now - start;
         fprintf(stderr,
-                "ccdl: %s step %lld/%lld epoch %lld/%d (%lld/%lld) images/s %.0f xi %.4g "
+                "ccdl: %s step %lld/%lld epoch %lld/%d (%lld/%lld) %s/s %.0f xi %.4g "
                 "rounds/step %.2f elapsed %.1fs eta %.1fs\n",
                 s->name, (long long)done, (long long)total, (long long)((done - 1) / per_epoch + 1),
                 s->schedule.epochs, (long long)((done - 1) % per_epoch + 1), (long long)per_epoch,
-                images / (now - t->last_s), t->xi, t->rounds / steps, elapsed,
+                task_unit(r->task), units / (now - t->last_s), t->xi, t->rounds / steps, elapsed,
                 elapsed / done * (total - done));
     }
     t->last_s = now;
@@ -535,23 +463,24 @@ static void boundary_flags(run_state *r, int *sig, int *time_due) {
 /* ---------------------------------------------------------------- divergence */
 
 /* A run has diverged when its mean training loss or gradient norm is not finite, or the
- * loss exceeds DIVERGED_LOSS_FACTOR x ln(classes): ln(classes) is the loss of a uniform
- * guess, and a mean loss 100 times that gives the right class a probability below
- * e^-230. Adam at a huge learning rate stays finite (loss ~1e9) and only the second test
- * catches it. Non-finite parameters show in the next step's loss. Both values are
+ * loss exceeds DIVERGED_LOSS_FACTOR x ln(classes) (per token: ln(target vocabulary)): that
+ * is the loss of a uniform guess, and a mean loss 100 times that gives the right class a
+ * probability below e^-230. Adam at a huge learning rate stays finite (loss ~1e9) and only the
+ * second test catches it. Non-finite parameters show in the next step's loss. Both values are
  * reduced over all workers, so every rank decides alike. Documented in docs/cli.md. */
 #define DIVERGED_LOSS_FACTOR 100.0
 
 static int diverged(const run_state *r, int64_t step, const step_result *res, ccdl_error *err) {
-    double bound = DIVERGED_LOSS_FACTOR * log((double)r->train.classes);
+    const double uniform = task_uniform_loss(r->task), bound = DIVERGED_LOSS_FACTOR * uniform;
     if (!isfinite(res->loss) || !isfinite(res->grad_norm))
         return ccdl_fail(err, CCDL_ERR_RUNTIME,
                          "diverged at step %lld: training loss %g, gradient norm %g",
                          (long long)step, res->loss, res->grad_norm);
     if (res->loss > bound)
         return ccdl_fail(err, CCDL_ERR_RUNTIME,
-                         "diverged at step %lld: training loss %g exceeds %g (%g x ln %d classes)",
-                         (long long)step, res->loss, bound, DIVERGED_LOSS_FACTOR, r->train.classes);
+                         "diverged at step %lld: training loss %g exceeds %g (%g x %.4g, a "
+                         "uniform guess's loss)",
+                         (long long)step, res->loss, bound, DIVERGED_LOSS_FACTOR, uniform);
     return 0;
 }
 
@@ -573,7 +502,7 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
     for (int64_t step = first; step < total; step++) {
         const int epoch = (int)(step / steps);
         const int64_t k = step % steps;
-        if (k == 0 || step == first) sampler_seek(&r->samp, epoch, k);
+        if ((k == 0 || step == first) && task_seek(r->task, epoch, k, err)) return -1;
         int phase = schedule_phase(&r->sched, step);
         if (phase != p->phase.phase) {
             if (rank0) {
@@ -613,7 +542,7 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
         p->step = step + 1;
         const int epoch_end = k == steps - 1, last = step == total - 1;
         if (epoch_end) {
-            eval_result ev = evaluate(r);
+            task_eval ev = evaluate(r);
             if (!isfinite(ev.test_loss))
                 return ccdl_fail(err, CCDL_ERR_RUNTIME,
                                  "diverged at step %lld: the averaged model's test loss is %g",
@@ -627,7 +556,10 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
                                         ev.test_acc,
                                         p->epoch_xi_sum / steps,
                                         elapsed,
-                                        ev.worker_test_acc};
+                                        ev.worker_test_acc,
+                                        ev.val_bleu,
+                                        ev.test_bleu,
+                                        ev.test_ppl};
                 trace_append_epoch(r->tr, &erow);
                 if (last) {
                     phase_end(r, &p->phase);
@@ -635,7 +567,7 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
                 }
                 rc = trace_flush(r->tr, err);
                 if (rc == 0 && !opt->quiet)
-                    print_progress(r, epoch, lr, p->epoch_loss_sum / steps, ev.test_acc,
+                    print_progress(r, epoch, lr, p->epoch_loss_sum / steps, &ev,
                                    p->epoch_xi_sum / steps, elapsed);
             }
             /* a failed flush on rank 0 must stop every rank now, not at the end */
@@ -693,8 +625,9 @@ static int open_trace(run_state *r, const train_options *opt, const char *path, 
         if (rank0) fprintf(stderr, "ccdl: %s: already completed; nothing to do\n", path);
         return 1;
     }
-    trace_meta meta = {PACKAGE_VERSION, r->spec_json, r->spec->workers, r->lay.ranks,
-                       r->spec->threads};
+    trace_meta meta = {PACKAGE_VERSION,       r->spec_json,     r->spec->workers,
+                       r->lay.ranks,          r->spec->threads, task_vocab(r->task, 0),
+                       task_vocab(r->task, 1)};
     if (mode == START_FROM_CHECKPOINT) {
         if (checkpoint_read(r->ckpt_path, r->spec_json, &r->ws, &r->lay, r->comm, &r->prog, err))
             return -1;

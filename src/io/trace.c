@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,10 +44,15 @@ typedef struct {
     const char *units;
     const char *description;
     int wallclock; /* 1: depends on the machine and rank layout, not on the computation */
+    /* 1: added after traces existed (float64 only): a resumed older trace lacks it, and its
+     * earlier rows get NaN */
+    int later;
 } column_def;
 
 #define COL(type, field, kind, units, desc, wall)                                                  \
-    { #field, offsetof(type, field), kind, units, desc, wall }
+    { #field, offsetof(type, field), kind, units, desc, wall, 0 }
+#define COL_LATER(type, field, units, desc)                                                        \
+    { #field, offsetof(type, field), COL_F64, units, desc, 0, 1 }
 
 static const column_def step_columns[] = {
     COL(trace_step_row, step, COL_I64, "1", "global step index, from 0", 0),
@@ -89,6 +95,14 @@ static const column_def epoch_columns[] = {
         "each worker's own model (parameters and BN statistics) on its fixed 1/n slice of the "
         "test set, correct answers pooled over workers: the mean of the workers' accuracies",
         0),
+    COL_LATER(trace_epoch_row, val_bleu, "BLEU",
+              "text: corpus BLEU-4 (sacreBLEU's default: 13a, exp smoothing) of the averaged "
+              "model's greedy translations of the validation set, 0-100 (NaN for images)"),
+    COL_LATER(trace_epoch_row, test_bleu, "BLEU",
+              "text: the same on the test set (NaN for images)"),
+    COL_LATER(trace_epoch_row, test_ppl, "1",
+              "text: test perplexity exp(test_loss) of the averaged model, test_loss being the "
+              "mean NLL per target token (NaN for images)"),
 };
 
 static const column_def phase_columns[] = {
@@ -278,6 +292,10 @@ static int write_root_attrs(hid_t file, const trace_meta *meta, const char *crea
     if (h5_attr_write_string(file, "created", created, 1) < 0) return -1;
     if (h5_attr_write_int(file, "completed", 0, 1) < 0) return -1;
     if (h5_attr_write_string(file, "exit_reason", "running", 1) < 0) return -1;
+    if (meta->src_vocab && h5_attr_write_string(file, "src_vocab", meta->src_vocab, 1) < 0)
+        return -1;
+    if (meta->tgt_vocab && h5_attr_write_string(file, "tgt_vocab", meta->tgt_vocab, 1) < 0)
+        return -1;
     return 0;
 }
 
@@ -331,8 +349,10 @@ static trace *create_file(const char *path, const trace_meta *meta, const char *
     }
     close(fd);
     /* room for the empty trace and the final attributes, or a clear refusal */
-    if (filespace_reserve(path,
-                          2 * FINAL_RESERVE + strlen(meta->spec_json ? meta->spec_json : ""))) {
+    const size_t attrs = strlen(meta->spec_json ? meta->spec_json : "") +
+                         strlen(meta->src_vocab ? meta->src_vocab : "") +
+                         strlen(meta->tgt_vocab ? meta->tgt_vocab : "");
+    if (filespace_reserve(path, 2 * FINAL_RESERVE + attrs)) {
         ccdl_fail(err, CCDL_ERR_RUNTIME, "%s: no room to create the trace: %s", path,
                   strerror(errno));
         unlink(path);
@@ -759,6 +779,23 @@ done:
 
 /* ------------------------------------------------------------------ resuming */
 
+/* A text run's vocabulary must be the one the trace was started with: the same spec on
+ * other data files would otherwise continue with other token ids. */
+static int vocab_differs(hid_t old, const char *path, const char *name, const char *want,
+                         ccdl_error *err) {
+    if (!want) return 0;
+    char *have = NULL;
+    if (h5_attr_read_string(old, path, name, &have, err)) return -1;
+    const int differs = strcmp(have, want) != 0;
+    free(have);
+    if (differs)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: %s: the vocabulary built from data.path is not the run's (the "
+                         "corpus changed since the run started); not resuming",
+                         path, name);
+    return 0;
+}
+
 /* The first n rows of column cd of an open trace, scattered into the group's row buffer. */
 static int read_rows(trace *t, hid_t file, const char *path, int gi, const column_def *cd,
                      hsize_t n, ccdl_error *err) {
@@ -769,6 +806,14 @@ static int read_rows(trace *t, hid_t file, const char *path, int gi, const colum
     int rc = -1;
     hsize_t len = 0, start = 0;
     if (H5Lexists(file, dpath, H5P_DEFAULT) <= 0) {
+        if (cd->later) { /* a trace from before the column: its rows did not have it */
+            group_state *gs = &t->g[gi];
+            const double nan = NAN;
+            for (hsize_t i = 0; i < n; i++)
+                memcpy(gs->rows + i * gd->row_size + cd->offset, &nan, sizeof nan);
+            rc = 0;
+            goto done;
+        }
         ccdl_fail(err, CCDL_ERR_INPUT, "%s: no column %s: not a ccdl trace of this version", path,
                   dpath);
         goto done;
@@ -861,6 +906,9 @@ trace *trace_resume(const char *path, const trace_meta *meta,
                   "%s: the trace belongs to another spec than the checkpoint; not resuming", path);
         goto fail;
     }
+    if (vocab_differs(old, path, "src_vocab", meta->src_vocab, err) ||
+        vocab_differs(old, path, "tgt_vocab", meta->tgt_vocab, err))
+        goto fail;
     /* the copy goes beside the trace, so the rename stays on one file system */
     snprintf(tmp, sizeof tmp, "%s.resume-tmp", path);
     if (!(t = create_file(tmp, meta, created, err))) goto fail;

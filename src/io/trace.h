@@ -31,6 +31,9 @@ typedef struct {
     int n_workers;
     int ranks;
     int threads; /* oneDNN threads per worker */
+    /* text runs: the source and target vocabularies (one token per line, ids in order),
+     * root attributes src_vocab / tgt_vocab, checked on resume; NULL for image runs */
+    const char *src_vocab, *tgt_vocab;
 } trace_meta;
 
 typedef struct {
@@ -58,6 +61,9 @@ typedef struct {
     double xi_mean;         /* mean Xi over the epoch's steps */
     double wall_s;          /* wall-clock seconds since the start of training */
     double worker_test_acc; /* mean over workers of their own model's accuracy */
+    double val_bleu;        /* text: BLEU of greedy decoding on the validation set (else NaN) */
+    double test_bleu;       /* text: the same on the test set */
+    double test_ppl;        /* text: exp(test_loss) */
 } trace_epoch_row;
 
 typedef struct {

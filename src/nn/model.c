@@ -50,6 +50,11 @@ static const model_kind *kind_named(const char *name) {
     return NULL;
 }
 
+int model_kind_takes_tokens(const char *kind) {
+    const model_kind *k = kind_named(kind);
+    return k && k->tokens_runtime;
+}
+
 int model_pad_images_to(const char *kind) {
     const model_kind *k = kind_named(kind);
     return k ? k->pad_images_to : 0;

@@ -52,6 +52,8 @@ extern const char *const model_kind_names[];
 /* The image size a kind wants its inputs zero-padded to (resnet20: 32, the CIFAR network on
  * 28 x 28 Fashion-MNIST), or 0; 0 for an unknown kind too. */
 int model_pad_images_to(const char *kind);
+/* 1 if the kind reads token sequences (data.dataset "text"), 0 if images or unknown. */
+int model_kind_takes_tokens(const char *kind);
 
 /* Create primitives for batches up to max_batch. NULL + err (CCDL_ERR_INPUT for a bad
  * config, CCDL_ERR_RUNTIME for a oneDNN failure) on error; frees everything it made.
