@@ -6,8 +6,8 @@
  * activation arena (layers.h), sized for the hungriest: the training set at the local batch
  * and the inference set at the evaluation batch never run at the same time.
  *
- * The kinds: mlp.c and resnet.c; a new kind is a module with a model_kind table and an entry
- * in `kinds` below. */
+ * The kinds: mlp.c, resnet.c and transformer.c; a new kind is a module with a model_kind table and
+ * an entry in `kinds` below. */
 #include "model.h"
 
 #include <limits.h>
@@ -24,8 +24,8 @@
 
 /* The kinds, and their names for the spec's field table (which needs a constant array):
  * the same order, checked in config_check. */
-static const model_kind *const kinds[] = {&mlp_kind, &resnet20_kind};
-const char *const model_kind_names[] = {"mlp", "resnet20", NULL};
+static const model_kind *const kinds[] = {&mlp_kind, &resnet20_kind, &transformer_kind};
+const char *const model_kind_names[] = {"mlp", "resnet20", "transformer", NULL};
 #define N_KINDS ((int)(sizeof kinds / sizeof *kinds))
 
 struct model {

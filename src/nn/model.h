@@ -13,6 +13,9 @@
  *               the shortcut across a shape change is a 1x1 stride-2 conv + BN, "option B"),
  *               global average pool, fully connected to the classes. Made for 32x32 inputs;
  *               any input size works.
+ *   "transformer": Vaswani et al. 2017's encoder-decoder (post-norm), sizes in model_config.seq,
+ *               target embedding tied to the output projection; reads token batches through
+ *               the model_tokens_* calls (docs/transformer.md, "The network").
  *
  * Threads: oneDNN runs on the caller's OpenMP threads (omp_set_num_threads before calling);
  * results are bitwise reproducible for a fixed thread count, and may differ in the last bits
@@ -115,7 +118,9 @@ void model_declare_buffers(const model *m, struct worker_state *ws, uint64_t see
  *   mlp:      weights He normal, fan_in (std sqrt(2 / in)); biases zero.
  *   resnet20: convs He normal, fan_out (std sqrt(2 / (C_out k k)), as torchvision); BN
  *             scale 1, shift 0; fc weights and bias uniform(+-1/sqrt(in)) (PyTorch's
- *             nn.Linear default). */
+ *             nn.Linear default).
+ *   transformer: matrices Xavier uniform, embeddings normal(0, d^-1/2), biases 0, layer
+ *             norms 1 and 0 (docs/transformer.md). */
 void model_init_params(const model *m, float *params, uint64_t seed);
 /* Running means 0, running variances 1 (PyTorch's). No-op for the mlp. */
 void model_init_state(const model *m, float *state);
@@ -172,7 +177,8 @@ void model_evaluate(model *m, const float *params, const float *state, const flo
 void model_weight_decay_mask(const model *m, int exclude_bn, float *mask);
 
 /* Forward FLOPs per sample: 2 x multiply-adds of the convolutions and inner products
- * (batch norm, ReLU, pooling and the loss are not counted). Training ~ 3 x this. */
+ * (batch norm, ReLU, pooling and the loss are not counted). Training ~ 3 x this. The
+ * transformer: per target token, with sources and targets of min(16, max_len) tokens. */
 double model_flops_per_sample(const model *m);
 
 #endif

@@ -83,5 +83,6 @@ typedef struct {
 
 extern const model_kind mlp_kind;
 extern const model_kind resnet20_kind;
+extern const model_kind transformer_kind;
 
 #endif

@@ -308,7 +308,8 @@ typedef struct {
  * for rows whose target y != pad (padding rows count nothing). If dlogits:
  *   dlogits[r, c] = grad_scale (p_c - (1 - eps) [c == y] - eps / V), 0 on padding rows
  * (grad_scale = 1 / tokens gives the gradient of the per-token mean). Sums in double. A
- * target outside 0..vocab-1 (other than pad) is fatal. */
+ * target outside 0..vocab-1 (other than pad) is fatal. dlogits may be logits (each row is
+ * read in full before it is written): the model saves a (rows, vocab) buffer that way. */
 tl_xent tl_smoothed_xent(const float *logits, const int32_t *target, int64_t rows, int vocab,
                          int pad, double eps, double grad_scale, float *dlogits);
 
