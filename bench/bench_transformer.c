@@ -1,0 +1,166 @@
+/* bench_transformer.c: transformer figures for `make bench` (printed, never asserted).
+ *
+ * The model is the spec's default transformer (d_model 256, 4 heads, d_ff 1024, 3 + 3
+ * layers) with the Debian corpus's vocabularies (5,893 source and 7,853 target tokens,
+ * docs/corpus.md), so the output projection costs what it costs in results/.
+ * - memory: one process hosting 16 workers (parameters, gradients, Adam's m and v each,
+ *   as train.c declares them) after one training step of each on a 64 x 16 token batch:
+ *   VmRSS and VmHWM from /proc/self/status. Measured first, in a fresh process.
+ * - throughput: training steps (forward + backward, dropout 0.1, label smoothing 0.1) on
+ *   64 sentence pairs of 15 tokens + <eos> (1,024 target tokens) with 1 and 2 OpenMP
+ *   threads: target tokens/s and GFLOP/s, counting model_flops_per_sample (forward FLOPs per
+ *   target token at length 16) times 3 for training.
+ * - the ceiling: a 2048^3 dnnl_sgemm's GFLOP/s at the same thread count, timed in
+ *   alternation with the training windows (8 rounds, best of each) so both see the same
+ *   machine.
+ * Usage: bench_transformer [steps]. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "model.h"
+#include "rng.h"
+
+enum { B = 64, T = 16, WORKERS = 16, SGEMM_N = 2048, SRC_VOCAB = 5893, TGT_VOCAB = 7853 };
+
+static model *transformer(void) {
+    model_config cfg = {.kind = "transformer"};
+    cfg.seq = (struct model_seq_config){.d_model = 256,
+                                        .heads = 4,
+                                        .d_ff = 1024,
+                                        .enc_layers = 3,
+                                        .dec_layers = 3,
+                                        .dropout = 0.1,
+                                        .label_smoothing = 0.1,
+                                        .src_vocab = SRC_VOCAB,
+                                        .tgt_vocab = TGT_VOCAB,
+                                        .max_len = 64};
+    ccdl_error err = {0};
+    model *m = model_create(&cfg, 4096, &err);
+    if (!m) ccdl_die("model_create: %s", err.text);
+    return m;
+}
+
+/* Random sentences of T - 1 tokens (ids >= 4: no specials) then <eos>. */
+typedef struct {
+    int32_t src[B * T], tgt_in[B * T], tgt_out[B * T];
+    model_tokens b;
+} token_batch;
+
+static void random_batch(token_batch *tb, uint64_t seed) {
+    rng_t r;
+    rng_seed(&r, seed, RNG_TEST, 0, 0);
+    for (int i = 0; i < B; i++) {
+        tb->tgt_in[i * T] = 2; /* <bos> */
+        for (int t = 0; t < T - 1; t++) {
+            tb->src[i * T + t] = 4 + (int32_t)rng_below(&r, SRC_VOCAB - 4);
+            tb->tgt_out[i * T + t] = 4 + (int32_t)rng_below(&r, TGT_VOCAB - 4);
+            tb->tgt_in[i * T + t + 1] = tb->tgt_out[i * T + t];
+        }
+        tb->src[i * T + T - 1] = tb->tgt_out[i * T + T - 1] = 3; /* <eos> */
+    }
+    tb->b = (model_tokens){tb->src, tb->tgt_in, tb->tgt_out, B, T, T, 0, 2, 3};
+}
+
+/* VmRSS and VmHWM in MiB. */
+static void memory_status(double *rss, double *hwm) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    *rss = *hwm = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        long kb;
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) *rss = kb / 1024.0;
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) *hwm = kb / 1024.0;
+    }
+    if (f) fclose(f);
+}
+
+static void bench_memory(token_batch *tb) {
+    omp_set_num_threads(1);
+    model *m = transformer();
+    const size_t d = model_param_count(m);
+    float *buf[WORKERS][4]; /* params, grads, adam m, adam v */
+    for (int w = 0; w < WORKERS; w++) {
+        for (int k = 0; k < 4; k++) buf[w][k] = xalloc_floats(d); /* zeroed: touched */
+        model_init_params(m, buf[w][0], 1);
+        model_tokens_forward_backward(m, buf[w][0], buf[w][1], &tb->b, 1, 0, w);
+    }
+    double rss, hwm;
+    memory_status(&rss, &hwm);
+    const double worker_mib = 4.0 * (double)d * sizeof(float) / (1 << 20);
+    printf("memory: %d transformer workers (%zu parameters; params, grads, Adam m and v: %.1f "
+           "MiB per worker), after one step each at %d x %d tokens: VmRSS %.0f MiB, VmHWM %.0f "
+           "MiB (worker state %.0f MiB, the rest model object, activations, libraries)\n",
+           WORKERS, d, worker_mib, B, T, rss, hwm, WORKERS * worker_mib);
+    for (int w = 0; w < WORKERS; w++)
+        for (int k = 0; k < 4; k++) free(buf[w][k]);
+    model_destroy(&m);
+}
+
+typedef struct {
+    float *a, *b, *c;
+} gemm_bufs;
+
+static double sgemm_once(const gemm_bufs *g) {
+    double t0 = wall_seconds();
+    if (dnnl_sgemm('N', 'N', SGEMM_N, SGEMM_N, SGEMM_N, 1.0f, g->a, SGEMM_N, g->b, SGEMM_N, 0.0f,
+                   g->c, SGEMM_N) != dnnl_success)
+        ccdl_die("dnnl_sgemm failed");
+    return wall_seconds() - t0;
+}
+
+static void bench_threads(int threads, int steps, const gemm_bufs *g, token_batch *tb,
+                          double *tokens_per_s, double *gemm_gflops) {
+    omp_set_num_threads(threads);
+    model *m = transformer();
+    const size_t d = model_param_count(m);
+    float *p = xalloc_floats(d), *gr = xalloc_floats(d);
+    model_init_params(m, p, 1);
+    model_token_loss l = {0};
+    for (int i = 0; i < 2; i++) l = model_tokens_forward_backward(m, p, gr, &tb->b, 1, i, 0);
+    sgemm_once(g);
+    double best = 1e30, best_gemm = 1e30;
+    for (int rep = 0; rep < 8; rep++) {
+        double t0 = wall_seconds();
+        for (int i = 0; i < steps; i++) model_tokens_forward_backward(m, p, gr, &tb->b, 1, i, 0);
+        double t = (wall_seconds() - t0) / steps, tg = sgemm_once(g);
+        if (t < best) best = t;
+        if (tg < best_gemm) best_gemm = tg;
+    }
+    free(p), free(gr);
+    model_destroy(&m);
+    *tokens_per_s = (double)l.tokens / best;
+    *gemm_gflops = 2.0 * (double)SGEMM_N * SGEMM_N * SGEMM_N / best_gemm / 1e9;
+}
+
+int main(int argc, char **argv) {
+    const int steps = argc > 1 ? atoi(argv[1]) : 3; /* per timing window */
+    static token_batch tb;
+    random_batch(&tb, 1);
+    bench_memory(&tb);
+    model *m = transformer();
+    const double flops = model_flops_per_sample(m), params = (double)model_param_count(m);
+    model_destroy(&m);
+    printf("transformer (256/4/1024, 3 + 3 layers, vocabularies %d / %d, tied output): %.0f "
+           "parameters, %.1f MFLOP forward per target token at length 16, training counted as "
+           "3 x forward\n",
+           SRC_VOCAB, TGT_VOCAB, params, flops / 1e6);
+    const size_t n2 = (size_t)SGEMM_N * SGEMM_N;
+    gemm_bufs g = {xalloc_floats(n2), xalloc_floats(n2), xalloc_floats(n2)};
+    for (size_t i = 0; i < n2; i++)
+        g.a[i] = 1e-3f * (float)(i % 7), g.b[i] = 1e-3f * (float)(i % 5);
+    for (int threads = 1; threads <= 2; threads++) {
+        double tps, ceiling;
+        bench_threads(threads, steps, &g, &tb, &tps, &ceiling);
+        double gflops = tps * 3 * flops / 1e9;
+        printf("  %d thread%s: training %.0f target tokens/s at %d x %d = %.1f GFLOP/s; "
+               "dnnl_sgemm %d^3 %.1f GFLOP/s; ratio %.0f%%\n",
+               threads, threads > 1 ? "s" : " ", tps, B, T, gflops, SGEMM_N, ceiling,
+               100 * gflops / ceiling);
+    }
+    free(g.a), free(g.b), free(g.c);
+    return 0;
+}
