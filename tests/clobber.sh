@@ -78,7 +78,7 @@ done
 # the ranks, not mpiexec: how Hydra reports its children's exit status after it was
 # signalled itself is a race (CI once saw 0 after both ranks exited 3)
 for rank in $(pgrep -x ccdl); do
-    grep -q live.h5 "/proc/$rank/cmdline" 2> /dev/null && kill -TERM "$rank"
+    grep -qF "$work/live.h5" "/proc/$rank/cmdline" 2> /dev/null && kill -TERM "$rank"
 done
 wait "$pid"
 rc=$?

@@ -167,7 +167,7 @@ for _ in $(seq 1 600); do
 done
 # the ranks only (not mpiexec, whose command line names the spec too)
 for pid in $(pgrep -x ccdl); do
-    grep -q long.json "/proc/$pid/cmdline" 2> /dev/null && kill -TERM "$pid"
+    grep -qF "$work/long.json" "/proc/$pid/cmdline" 2> /dev/null && kill -TERM "$pid"
 done
 wait "$launcher"
 code=$?
