@@ -182,12 +182,9 @@ void layer_wait(const layer_set *s) {
 
 // ---------------------------------------------------------------------------- primitives
 
-/* Make o from an op descriptor (attr NULL: the environment's). On success *pd is the
- * primitive descriptor, for queries and as the hint of backward primitives; the caller
- * destroys it. */
-static int op_make(layer_set *s, layer_op *o, const_dnnl_op_desc_t desc,
-                   const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint,
-                   dnnl_primitive_desc_t *pd, const char *name, const char *kind, ccdl_error *err) {
+int layer_op_make(layer_set *s, layer_op *o, const_dnnl_op_desc_t desc,
+                  const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint,
+                  dnnl_primitive_desc_t *pd, const char *name, const char *kind, ccdl_error *err) {
     snprintf(o->what, sizeof o->what, "%s: %s", name, kind);
     *pd = NULL;
     if (dnnl_ok(
@@ -208,7 +205,7 @@ static int op_make_only(layer_set *s, layer_op *o, const_dnnl_op_desc_t desc,
                         const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint,
                         const char *name, const char *kind, ccdl_error *err) {
     dnnl_primitive_desc_t pd;
-    if (op_make(s, o, desc, attr, hint, &pd, name, kind, err)) return -1;
+    if (layer_op_make(s, o, desc, attr, hint, &pd, name, kind, err)) return -1;
     dnnl_primitive_desc_destroy(pd);
     return 0;
 }
@@ -228,8 +225,7 @@ static int reorder_make(layer_set *s, layer_op *o, const dnnl_memory_desc_t *fro
     return rc;
 }
 
-/* Execute o; args has room for one more entry (the scratchpad). */
-static void op_run(layer_set *s, const layer_op *o, dnnl_exec_arg_t *args, int nargs) {
+void layer_op_run(layer_set *s, const layer_op *o, dnnl_exec_arg_t *args, int nargs) {
     if (o->scratch) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, o->scratch};
     dnnl_must(dnnl_primitive_execute(o->prim, s->env->stream, nargs, args),
               "dnnl_primitive_execute", o->what);
@@ -313,7 +309,7 @@ static dnnl_memory_t weights_in(layer_set *s, layer_weights *w, const float *ptr
     layer_bind(w->user, ptr);
     if (!w->inner) return w->user;
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, w->user}, {DNNL_ARG_TO, w->inner}};
-    op_run(s, &w->reorder, args, 2);
+    layer_op_run(s, &w->reorder, args, 2);
     return w->inner;
 }
 
@@ -326,7 +322,7 @@ static dnnl_memory_t weights_out_begin(layer_weights *w, float *ptr) {
 static void weights_out_end(layer_set *s, layer_weights *w) {
     if (!w->inner) return;
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, w->inner}, {DNNL_ARG_TO, w->user}};
-    op_run(s, &w->reorder, args, 2);
+    layer_op_run(s, &w->reorder, args, 2);
 }
 
 /* The forward copy of w, for a backward-data primitive that takes the same layout. */
@@ -369,7 +365,7 @@ int conv_layer_init(conv_layer *c, layer_set *s, const dnnl_memory_desc_t *src_m
                     dnnl_convolution_direct, src_md, &w_any, NULL, &dst_any, strides, padding,
                     padding),
                 "dnnl_convolution_forward_desc_init", name, s, err) ||
-        op_make(s, &c->fwd, &d, NULL, NULL, &fwd_pd, name, "convolution forward", err))
+        layer_op_make(s, &c->fwd, &d, NULL, NULL, &fwd_pd, name, "convolution forward", err))
         goto done;
     c->src_md = *pd_md(fwd_pd, dnnl_query_src_md);
     c->dst_md = *pd_md(fwd_pd, dnnl_query_dst_md);
@@ -384,8 +380,8 @@ int conv_layer_init(conv_layer *c, layer_set *s, const dnnl_memory_desc_t *src_m
                                                             &w_any, NULL, &c->dst_md, strides,
                                                             padding, padding),
                 "dnnl_convolution_backward_weights_desc_init", name, s, err) ||
-        op_make(s, &c->bwd_weights, &d, NULL, fwd_pd, &pd, name, "convolution backward weights",
-                err))
+        layer_op_make(s, &c->bwd_weights, &d, NULL, fwd_pd, &pd, name,
+                      "convolution backward weights", err))
         goto done;
     const dnnl_memory_desc_t diff_w = *pd_md(pd, dnnl_query_diff_weights_md);
     dnnl_primitive_desc_destroy(pd);
@@ -397,7 +393,8 @@ int conv_layer_init(conv_layer *c, layer_set *s, const dnnl_memory_desc_t *src_m
                                                              &c->src_md, &w_any, &c->dst_md,
                                                              strides, padding, padding),
                     "dnnl_convolution_backward_data_desc_init", name, s, err) ||
-            op_make(s, &c->bwd_data, &d, NULL, fwd_pd, &pd, name, "convolution backward data", err))
+            layer_op_make(s, &c->bwd_data, &d, NULL, fwd_pd, &pd, name, "convolution backward data",
+                          err))
             goto done;
         const dnnl_memory_desc_t data_w = *pd_md(pd, dnnl_query_weights_md);
         c->bwd_data_reuses_fwd = dnnl_memory_desc_equal(&data_w, &fwd_w);
@@ -416,7 +413,7 @@ void conv_layer_forward(layer_set *s, conv_layer *c, const float *w, dnnl_memory
                         dnnl_memory_t dst) {
     dnnl_memory_t wm = weights_in(s, &c->w_fwd, w);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dst}};
-    op_run(s, &c->fwd, args, 3);
+    layer_op_run(s, &c->fwd, args, 3);
 }
 
 void conv_layer_backward(layer_set *s, conv_layer *c, const float *w, float *dw, dnnl_memory_t src,
@@ -424,7 +421,7 @@ void conv_layer_backward(layer_set *s, conv_layer *c, const float *w, float *dw,
     dnnl_memory_t dwm = weights_out_begin(&c->w_diff, dw);
     dnnl_exec_arg_t wargs[4] = {
         {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, dwm}};
-    op_run(s, &c->bwd_weights, wargs, 3);
+    layer_op_run(s, &c->bwd_weights, wargs, 3);
     weights_out_end(s, &c->w_diff);
     if (!diff_src) return;
     if (!c->bwd_data.prim) ccdl_die("layers: %s made without a data gradient", c->fwd.what);
@@ -432,7 +429,7 @@ void conv_layer_backward(layer_set *s, conv_layer *c, const float *w, float *dw,
         c->bwd_data_reuses_fwd ? weights_reused(&c->w_fwd, w) : weights_in(s, &c->w_bwd_data, w);
     dnnl_exec_arg_t dargs[4] = {
         {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, diff_src}};
-    op_run(s, &c->bwd_data, dargs, 3);
+    layer_op_run(s, &c->bwd_data, dargs, 3);
 }
 
 // ---------------------------------------------------------------------------- batch norm
@@ -455,7 +452,7 @@ int bn_layer_init(bn_layer *b, layer_set *s, const dnnl_memory_desc_t *md, int r
                     &d, s->training ? dnnl_forward_training : dnnl_forward_inference, md,
                     BN_EPSILON, flags | (s->training ? 0u : dnnl_use_global_stats)),
                 "dnnl_batch_normalization_forward_desc_init", name, s, err) ||
-        op_make(s, &b->fwd, &d, NULL, NULL, &fwd_pd, name, "batch norm forward", err))
+        layer_op_make(s, &b->fwd, &d, NULL, NULL, &fwd_pd, name, "batch norm forward", err))
         goto done;
     if (layer_set_memory(s, &b->scale, &vec, SIZE_MAX, name, err) ||
         layer_set_memory(s, &b->shift, &vec, SIZE_MAX, name, err))
@@ -494,7 +491,7 @@ void bn_layer_forward_training(layer_set *s, bn_layer *b, const float *scale, co
                                {DNNL_ARG_MEAN, b->mean},   {DNNL_ARG_VARIANCE, b->var}};
     int nargs = 6;
     if (b->ws) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, b->ws};
-    op_run(s, &b->fwd, args, nargs);
+    layer_op_run(s, &b->fwd, args, nargs);
     layer_wait(s);
     /* PyTorch: r = momentum * batch + (1 - momentum) * r, with the unbiased batch variance;
      * in double like PyTorch's CPU kernel. */
@@ -517,7 +514,7 @@ void bn_layer_forward_inference(layer_set *s, bn_layer *b, const float *scale, c
     dnnl_exec_arg_t args[7] = {{DNNL_ARG_SRC, src},        {DNNL_ARG_DST, dst},
                                {DNNL_ARG_SCALE, b->scale}, {DNNL_ARG_SHIFT, b->shift},
                                {DNNL_ARG_MEAN, b->mean},   {DNNL_ARG_VARIANCE, b->var}};
-    op_run(s, &b->fwd, args, 6);
+    layer_op_run(s, &b->fwd, args, 6);
 }
 
 void bn_layer_backward(layer_set *s, bn_layer *b, const float *scale, const float *shift,
@@ -538,7 +535,7 @@ void bn_layer_backward(layer_set *s, bn_layer *b, const float *scale, const floa
                                 {DNNL_ARG_DIFF_SHIFT, b->diff_shift}};
     int nargs = 9;
     if (b->ws) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, b->ws};
-    op_run(s, &b->bwd, args, nargs);
+    layer_op_run(s, &b->bwd, args, nargs);
 }
 
 // ---------------------------------------------------------------------------- ReLU
@@ -557,7 +554,7 @@ static int relu_make(layer_set *s, layer_op *fwd, layer_op *bwd, const dnnl_memo
                 "dnnl_eltwise_forward_desc_init", name, s, err))
         return -1;
     if (fwd) {
-        if (op_make(s, fwd, &d, NULL, NULL, &fwd_pd, name, "relu forward", err)) return -1;
+        if (layer_op_make(s, fwd, &d, NULL, NULL, &fwd_pd, name, "relu forward", err)) return -1;
     } else {
         snprintf(hint_op.what, sizeof hint_op.what, "%s: relu hint", name);
         if (dnnl_ok(dnnl_primitive_desc_create(&fwd_pd, &d, s->env->attr, s->env->engine, NULL),
@@ -588,13 +585,13 @@ int relu_layer_init(relu_layer *r, layer_set *s, const dnnl_memory_desc_t *md, c
 
 void relu_layer_forward(layer_set *s, relu_layer *r, dnnl_memory_t data) {
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, data}, {DNNL_ARG_DST, data}};
-    op_run(s, &r->fwd, args, 2);
+    layer_op_run(s, &r->fwd, args, 2);
 }
 
 void relu_layer_backward(layer_set *s, relu_layer *r, dnnl_memory_t dst, dnnl_memory_t diff) {
     dnnl_exec_arg_t args[4] = {
         {DNNL_ARG_DST, dst}, {DNNL_ARG_DIFF_DST, diff}, {DNNL_ARG_DIFF_SRC, diff}};
-    op_run(s, &r->bwd, args, 3);
+    layer_op_run(s, &r->bwd, args, 3);
 }
 
 // ---------------------------------------------------------------------------- residual add
@@ -646,17 +643,17 @@ done:
 
 void add_layer_forward(layer_set *s, add_layer *a, dnnl_memory_t acc, dnnl_memory_t other) {
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC_0, acc}, {DNNL_ARG_SRC_1, other}, {DNNL_ARG_DST, acc}};
-    op_run(s, &a->fwd, args, 3);
+    layer_op_run(s, &a->fwd, args, 3);
     if (!a->relu || a->fused) return;
     dnnl_exec_arg_t rargs[3] = {{DNNL_ARG_SRC, acc}, {DNNL_ARG_DST, acc}};
-    op_run(s, &a->relu_fwd, rargs, 2);
+    layer_op_run(s, &a->relu_fwd, rargs, 2);
 }
 
 void add_layer_backward(layer_set *s, add_layer *a, dnnl_memory_t out, dnnl_memory_t diff) {
     if (!a->relu) return;
     dnnl_exec_arg_t args[4] = {
         {DNNL_ARG_DST, out}, {DNNL_ARG_DIFF_DST, diff}, {DNNL_ARG_DIFF_SRC, diff}};
-    op_run(s, &a->bwd, args, 3);
+    layer_op_run(s, &a->bwd, args, 3);
 }
 
 // ---------------------------------------------------------------------------- pooling
@@ -669,7 +666,7 @@ int reorder_layer_init(reorder_layer *r, layer_set *s, const dnnl_memory_desc_t 
 
 void reorder_layer_forward(layer_set *s, reorder_layer *r, dnnl_memory_t src, dnnl_memory_t dst) {
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
-    op_run(s, &r->op, args, 2);
+    layer_op_run(s, &r->op, args, 2);
 }
 
 int pool_layer_init(pool_layer *p, layer_set *s, const dnnl_memory_desc_t *src_md, pool_kind kind,
@@ -702,7 +699,7 @@ int pool_layer_init(pool_layer *p, layer_set *s, const dnnl_memory_desc_t *src_m
                     &d, s->training ? dnnl_forward_training : dnnl_forward_inference, alg, src_md,
                     &dst_any, strides, kern, dil, padding, padding),
                 "dnnl_pooling_v2_forward_desc_init", name, s, err) ||
-        op_make(s, &p->fwd, &d, NULL, NULL, &fwd_pd, name, "pooling forward", err))
+        layer_op_make(s, &p->fwd, &d, NULL, NULL, &fwd_pd, name, "pooling forward", err))
         goto done;
     p->src_md = *pd_md(fwd_pd, dnnl_query_src_md);
     p->dst_md = *pd_md(fwd_pd, dnnl_query_dst_md);
@@ -728,7 +725,7 @@ void pool_layer_forward(layer_set *s, pool_layer *p, dnnl_memory_t src, dnnl_mem
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     int nargs = 2;
     if (p->ws) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, p->ws};
-    op_run(s, &p->fwd, args, nargs);
+    layer_op_run(s, &p->fwd, args, nargs);
 }
 
 void pool_layer_backward(layer_set *s, pool_layer *p, dnnl_memory_t diff_dst,
@@ -736,7 +733,7 @@ void pool_layer_backward(layer_set *s, pool_layer *p, dnnl_memory_t diff_dst,
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_SRC, diff_src}};
     int nargs = 2;
     if (p->ws) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, p->ws};
-    op_run(s, &p->bwd, args, nargs);
+    layer_op_run(s, &p->bwd, args, nargs);
 }
 
 // ---------------------------------------------------------------------------- inner product
@@ -766,7 +763,7 @@ int ip_layer_init(ip_layer *l, layer_set *s, const dnnl_memory_desc_t *src_md, i
                     &d, s->training ? dnnl_forward_training : dnnl_forward_inference, src_md,
                     &w_any, &b_md, &dst_md),
                 "dnnl_inner_product_forward_desc_init", name, s, err) ||
-        op_make(s, &l->fwd, &d, NULL, NULL, &fwd_pd, name, "inner product forward", err))
+        layer_op_make(s, &l->fwd, &d, NULL, NULL, &fwd_pd, name, "inner product forward", err))
         goto done;
     l->src_md = *pd_md(fwd_pd, dnnl_query_src_md);
     l->dst_md = *pd_md(fwd_pd, dnnl_query_dst_md);
@@ -781,8 +778,8 @@ int ip_layer_init(ip_layer *l, layer_set *s, const dnnl_memory_desc_t *src_md, i
     if (dnnl_ok(dnnl_inner_product_backward_weights_desc_init(&d, &l->src_md, &w_any, &b_md,
                                                               &l->dst_md),
                 "dnnl_inner_product_backward_weights_desc_init", name, s, err) ||
-        op_make(s, &l->bwd_weights, &d, NULL, fwd_pd, &pd, name, "inner product backward weights",
-                err))
+        layer_op_make(s, &l->bwd_weights, &d, NULL, fwd_pd, &pd, name,
+                      "inner product backward weights", err))
         goto done;
     const dnnl_memory_desc_t diff_w = *pd_md(pd, dnnl_query_diff_weights_md);
     dnnl_primitive_desc_destroy(pd);
@@ -793,8 +790,8 @@ int ip_layer_init(ip_layer *l, layer_set *s, const dnnl_memory_desc_t *src_md, i
     if (need_diff_src) {
         if (dnnl_ok(dnnl_inner_product_backward_data_desc_init(&d, &l->src_md, &w_any, &l->dst_md),
                     "dnnl_inner_product_backward_data_desc_init", name, s, err) ||
-            op_make(s, &l->bwd_data, &d, NULL, fwd_pd, &pd, name, "inner product backward data",
-                    err))
+            layer_op_make(s, &l->bwd_data, &d, NULL, fwd_pd, &pd, name,
+                          "inner product backward data", err))
             goto done;
         const dnnl_memory_desc_t data_w = *pd_md(pd, dnnl_query_weights_md);
         l->bwd_data_reuses_fwd = dnnl_memory_desc_equal(&data_w, &fwd_w);
@@ -815,7 +812,7 @@ void ip_layer_forward(layer_set *s, ip_layer *l, const float *w, const float *b,
     layer_bind(l->bias, b);
     dnnl_exec_arg_t args[5] = {
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, l->bias}, {DNNL_ARG_DST, dst}};
-    op_run(s, &l->fwd, args, 4);
+    layer_op_run(s, &l->fwd, args, 4);
 }
 
 void ip_layer_backward(layer_set *s, ip_layer *l, const float *w, float *dw, float *db,
@@ -826,7 +823,7 @@ void ip_layer_backward(layer_set *s, ip_layer *l, const float *w, float *dw, flo
                                 {DNNL_ARG_DIFF_DST, diff_dst},
                                 {DNNL_ARG_DIFF_WEIGHTS, dwm},
                                 {DNNL_ARG_DIFF_BIAS, l->diff_bias}};
-    op_run(s, &l->bwd_weights, wargs, 4);
+    layer_op_run(s, &l->bwd_weights, wargs, 4);
     weights_out_end(s, &l->w_diff);
     if (!diff_src) return;
     if (!l->bwd_data.prim) ccdl_die("layers: %s made without a data gradient", l->fwd.what);
@@ -834,7 +831,7 @@ void ip_layer_backward(layer_set *s, ip_layer *l, const float *w, float *dw, flo
         l->bwd_data_reuses_fwd ? weights_reused(&l->w_fwd, w) : weights_in(s, &l->w_bwd_data, w);
     dnnl_exec_arg_t dargs[4] = {
         {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, diff_src}};
-    op_run(s, &l->bwd_data, dargs, 3);
+    layer_op_run(s, &l->bwd_data, dargs, 3);
 }
 
 // ---------------------------------------------------------------------------- loss

@@ -132,6 +132,17 @@ int layer_md_act(const layer_set *s, dnnl_memory_desc_t *md, const int64_t dims[
 
 // ---------------------------------------------------------------------------- kernels
 
+/* For layer modules built on this one (tlayers.c): make o from an op descriptor (attr NULL:
+ * the environment's) and register it with the set, which then places its scratchpad
+ * (layer_set_finish), counts its kernel (layer_set_reference) and destroys it. On success
+ * *pd is the primitive descriptor, for queries and as the hint of backward primitives; the
+ * caller destroys it. */
+int layer_op_make(layer_set *s, layer_op *o, const_dnnl_op_desc_t desc,
+                  const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint,
+                  dnnl_primitive_desc_t *pd, const char *name, const char *kind, ccdl_error *err);
+/* Execute o; args has room for one more entry (the scratchpad). */
+void layer_op_run(layer_set *s, const layer_op *o, dnnl_exec_arg_t *args, int nargs);
+
 /* The implementation oneDNN chose for an op ("jit:avx512_core", "ref:any", ...). */
 const char *layer_op_impl(const layer_op *o);
 /* Visit every op of a set with its description and implementation name. */

@@ -26,10 +26,6 @@ static int tl_ok(dnnl_status_t st, const char *call, const char *what, ccdl_erro
     return ccdl_fail(err, CCDL_ERR_RUNTIME, "oneDNN %s: %s: %s", what, call, dnnl_status2str(st));
 }
 
-static void tl_must(dnnl_status_t st, const char *call, const char *what) {
-    if (st != dnnl_success) ccdl_die("oneDNN %s: %s: %s", what, call, dnnl_status2str(st));
-}
-
 // ---------------------------------------------------------------------------- sets
 
 void tl_set_init(tl_set *s, layer_env *env, int batch, int training) {
@@ -39,40 +35,11 @@ void tl_set_init(tl_set *s, layer_env *env, int batch, int training) {
 
 void tl_set_destroy(tl_set *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_ops; i++) {
-        if (s->ops[i]->prim) dnnl_primitive_destroy(s->ops[i]->prim);
-        s->ops[i]->prim = NULL;
-        s->ops[i]->scratch = NULL; /* a memory of the base set: destroyed with it */
-    }
-    free(s->ops);
-    layer_set_destroy(&s->base);
+    layer_set_destroy(&s->base); /* every op made here is registered there */
     memset(s, 0, sizeof *s);
 }
 
-static const dnnl_memory_desc_t *op_scratch_md(const layer_op *o) {
-    const_dnnl_primitive_desc_t pd = NULL;
-    tl_must(dnnl_primitive_get_primitive_desc(o->prim, &pd), "dnnl_primitive_get_primitive_desc",
-            o->what);
-    return dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-}
-
 int tl_set_finish(tl_set *s, ccdl_error *err) {
-    /* this set's ops run one after another, like the base set's: one shared region */
-    size_t most = 0;
-    for (int i = 0; i < s->n_ops; i++) {
-        const dnnl_memory_desc_t *md = op_scratch_md(s->ops[i]);
-        size_t size = md ? dnnl_memory_desc_get_size(md) : 0;
-        if (size > most) most = size;
-    }
-    if (most > 0) {
-        size_t offset = layer_set_reserve(&s->base, most);
-        for (int i = 0; i < s->n_ops; i++) {
-            const dnnl_memory_desc_t *md = op_scratch_md(s->ops[i]);
-            if (!md || dnnl_memory_desc_get_size(md) == 0) continue;
-            if (layer_set_memory(&s->base, &s->ops[i]->scratch, md, offset, s->ops[i]->what, err))
-                return -1;
-        }
-    }
     return layer_set_finish(&s->base, err);
 }
 
@@ -95,33 +62,15 @@ static int training(const tl_set *s) {
 
 // ---------------------------------------------------------------------------- primitives
 
+/* The ops of a tl_set are the base set's (layers.h's layer_op_make / layer_op_run). */
 static int op_make(tl_set *s, layer_op *o, const_dnnl_op_desc_t desc,
                    const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint,
                    dnnl_primitive_desc_t *pd, const char *name, const char *kind, ccdl_error *err) {
-    snprintf(o->what, sizeof o->what, "%s: %s", name, kind);
-    *pd = NULL;
-    const layer_env *env = s->base.env;
-    if (tl_ok(dnnl_primitive_desc_create(pd, desc, attr ? attr : env->attr, env->engine, hint),
-              "dnnl_primitive_desc_create", o->what, err))
-        return -1;
-    if (tl_ok(dnnl_primitive_create(&o->prim, *pd), "dnnl_primitive_create", o->what, err)) {
-        dnnl_primitive_desc_destroy(*pd);
-        *pd = NULL;
-        return -1;
-    }
-    if (s->n_ops == s->cap_ops) {
-        s->cap_ops = s->cap_ops ? 2 * s->cap_ops : 32;
-        s->ops = xrealloc(s->ops, size_mul((size_t)s->cap_ops, sizeof *s->ops));
-    }
-    s->ops[s->n_ops++] = o;
-    return 0;
+    return layer_op_make(&s->base, o, desc, attr, hint, pd, name, kind, err);
 }
 
-/* Execute o; args has room for one more entry (the scratchpad). */
 static void op_run(tl_set *s, const layer_op *o, dnnl_exec_arg_t *args, int nargs) {
-    if (o->scratch) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, o->scratch};
-    tl_must(dnnl_primitive_execute(o->prim, s->base.env->stream, nargs, args),
-            "dnnl_primitive_execute", o->what);
+    layer_op_run(&s->base, o, args, nargs);
 }
 
 /* A memory object without storage, bound to a caller pointer on each call. */

@@ -40,12 +40,11 @@
 
 // ---------------------------------------------------------------------------- sets
 
-/* A layer_set (memories, arena, ops made by layers.c) plus the ops made here: matmul, layer
- * normalization and softmax, whose scratchpads tl_set_finish places in the arena. */
+/* A layer_set (memories, arena, and every op: layers.c's and the matmul, layer
+ * normalization and softmax ops made here, all registered with it through layer_op_make)
+ * plus the bound arena's address. */
 typedef struct {
     layer_set base;
-    layer_op **ops;
-    int n_ops, cap_ops;
     char *arena; /* the bound arena's buffer (tl_set_bind) */
 } tl_set;
 
