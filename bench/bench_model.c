@@ -18,11 +18,12 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "bench_common.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
 
-enum { BATCH = 32, EVAL = 500, WORKERS = 32, SGEMM_N = 2048 };
+enum { BATCH = 32, EVAL = 500, WORKERS = 32 };
 
 static model *resnet(int max_batch) {
     model_config cfg = {.kind = "resnet20",
@@ -42,19 +43,6 @@ static void random_batch(float *x, int32_t *y, int b, uint64_t seed) {
     rng_seed(&r, seed, RNG_TEST, 0, 0);
     for (size_t i = 0; i < (size_t)b * 3072; i++) x[i] = (float)rng_normal(&r);
     for (int i = 0; i < b; i++) y[i] = (int32_t)rng_below(&r, 10);
-}
-
-/* VmRSS and VmHWM in MiB. */
-static void memory_status(double *rss, double *hwm) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    *rss = *hwm = -1;
-    while (f && fgets(line, sizeof line, f)) {
-        long kb;
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) *rss = kb / 1024.0;
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) *hwm = kb / 1024.0;
-    }
-    if (f) fclose(f);
 }
 
 static void bench_memory(void) {
@@ -98,19 +86,6 @@ static void bench_memory(void) {
     model_destroy(&m);
 }
 
-/* sgemm operands for the ceiling. */
-typedef struct {
-    float *a, *b, *c;
-} gemm_bufs;
-
-static double sgemm_once(const gemm_bufs *g) {
-    double t0 = wall_seconds();
-    if (dnnl_sgemm('N', 'N', SGEMM_N, SGEMM_N, SGEMM_N, 1.0f, g->a, SGEMM_N, g->b, SGEMM_N, 0.0f,
-                   g->c, SGEMM_N) != dnnl_success)
-        ccdl_die("dnnl_sgemm failed");
-    return wall_seconds() - t0;
-}
-
 /* Training images/s and the sgemm GFLOP/s at `threads`, timed in alternation (8 rounds of
  * one training window and one sgemm call, best of each) so both see the same machine. */
 static void bench_threads(int threads, int steps, const gemm_bufs *g, double *ips,
@@ -137,7 +112,7 @@ static void bench_threads(int threads, int steps, const gemm_bufs *g, double *ip
     free(p), free(gr), free(s), free(x);
     model_destroy(&m);
     *ips = BATCH / best;
-    *gemm_gflops = 2.0 * (double)SGEMM_N * SGEMM_N * SGEMM_N / best_gemm / 1e9;
+    *gemm_gflops = sgemm_gflops(best_gemm);
 }
 
 int main(int argc, char **argv) {
@@ -158,10 +133,8 @@ int main(int argc, char **argv) {
     printf("ResNet-20 (width 16, 10 classes): %.0f parameters, %.2f MFLOP forward per sample "
            "(2 x MACs of conv + fc), training counted as 3 x forward = %.1f MFLOP\n",
            params, flops / 1e6, 3 * flops / 1e6);
-    const size_t n2 = (size_t)SGEMM_N * SGEMM_N;
-    gemm_bufs g = {xalloc_floats(n2), xalloc_floats(n2), xalloc_floats(n2)};
-    for (size_t i = 0; i < n2; i++)
-        g.a[i] = 1e-3f * (float)(i % 7), g.b[i] = 1e-3f * (float)(i % 5);
+    gemm_bufs g;
+    gemm_bufs_init(&g);
     for (int threads = 1; threads <= 2; threads++) {
         double ips, ceiling;
         bench_threads(threads, steps, &g, &ips, &ceiling);
@@ -171,6 +144,6 @@ int main(int argc, char **argv) {
                threads, threads > 1 ? "s" : " ", ips, BATCH, gflops, SGEMM_N, ceiling,
                100 * gflops / ceiling);
     }
-    free(g.a), free(g.b), free(g.c);
+    gemm_bufs_free(&g);
     return 0;
 }

@@ -21,10 +21,11 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "bench_common.h"
 #include "model.h"
 #include "rng.h"
 
-enum { B = 64, T = 16, WORKERS = 16, SGEMM_N = 2048, SRC_VOCAB = 5893, TGT_VOCAB = 7853 };
+enum { B = 64, T = 16, WORKERS = 16, SRC_VOCAB = 5893, TGT_VOCAB = 7853 };
 
 static model *transformer(void) {
     model_config cfg = {.kind = "transformer"};
@@ -65,19 +66,6 @@ static void random_batch(token_batch *tb, uint64_t seed) {
     tb->b = (model_tokens){tb->src, tb->tgt_in, tb->tgt_out, B, T, T, 0, 2, 3};
 }
 
-/* VmRSS and VmHWM in MiB. */
-static void memory_status(double *rss, double *hwm) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    *rss = *hwm = -1;
-    while (f && fgets(line, sizeof line, f)) {
-        long kb;
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) *rss = kb / 1024.0;
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) *hwm = kb / 1024.0;
-    }
-    if (f) fclose(f);
-}
-
 static void bench_memory(token_batch *tb) {
     omp_set_num_threads(1);
     model *m = transformer();
@@ -98,18 +86,6 @@ static void bench_memory(token_batch *tb) {
     for (int w = 0; w < WORKERS; w++)
         for (int k = 0; k < 4; k++) free(buf[w][k]);
     model_destroy(&m);
-}
-
-typedef struct {
-    float *a, *b, *c;
-} gemm_bufs;
-
-static double sgemm_once(const gemm_bufs *g) {
-    double t0 = wall_seconds();
-    if (dnnl_sgemm('N', 'N', SGEMM_N, SGEMM_N, SGEMM_N, 1.0f, g->a, SGEMM_N, g->b, SGEMM_N, 0.0f,
-                   g->c, SGEMM_N) != dnnl_success)
-        ccdl_die("dnnl_sgemm failed");
-    return wall_seconds() - t0;
 }
 
 static void bench_threads(int threads, int steps, const gemm_bufs *g, token_batch *tb,
@@ -133,7 +109,7 @@ static void bench_threads(int threads, int steps, const gemm_bufs *g, token_batc
     free(p), free(gr);
     model_destroy(&m);
     *tokens_per_s = (double)l.tokens / best;
-    *gemm_gflops = 2.0 * (double)SGEMM_N * SGEMM_N * SGEMM_N / best_gemm / 1e9;
+    *gemm_gflops = sgemm_gflops(best_gemm);
 }
 
 int main(int argc, char **argv) {
@@ -148,10 +124,8 @@ int main(int argc, char **argv) {
            "parameters, %.1f MFLOP forward per target token at length 16, training counted as "
            "3 x forward\n",
            SRC_VOCAB, TGT_VOCAB, params, flops / 1e6);
-    const size_t n2 = (size_t)SGEMM_N * SGEMM_N;
-    gemm_bufs g = {xalloc_floats(n2), xalloc_floats(n2), xalloc_floats(n2)};
-    for (size_t i = 0; i < n2; i++)
-        g.a[i] = 1e-3f * (float)(i % 7), g.b[i] = 1e-3f * (float)(i % 5);
+    gemm_bufs g;
+    gemm_bufs_init(&g);
     for (int threads = 1; threads <= 2; threads++) {
         double tps, ceiling;
         bench_threads(threads, steps, &g, &tb, &tps, &ceiling);
@@ -161,6 +135,6 @@ int main(int argc, char **argv) {
                threads, threads > 1 ? "s" : " ", tps, B, T, gflops, SGEMM_N, ceiling,
                100 * gflops / ceiling);
     }
-    free(g.a), free(g.b), free(g.c);
+    gemm_bufs_free(&g);
     return 0;
 }
