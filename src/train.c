@@ -155,8 +155,7 @@ static int setup_checked(run_state *r, const char *trace_path, const train_optio
     r->net = model_create(&mc, task_max_batch(r->task), err);
     if (!r->net || check_memory(r, err)) return -1;
     /* build the training primitives now, so a oneDNN failure stops us before the trace */
-    if (!model_takes_tokens(r->net) && model_prepare(r->net, s->schedule.local_batch, 1, err))
-        return -1;
+    if (model_prepare(r->net, s->schedule.local_batch, 1, err)) return -1;
     r->spec_json = spec_canonical_json(s);
     double targets[SPEC_MAX_DECAYS + 1];
     if (reference_phase_targets(s, r->spec_json, targets, err)) return -1;

@@ -66,7 +66,8 @@ model *model_create(const model_config *cfg, int max_batch, ccdl_error *err);
 void model_destroy(model **m); /* sets *m = NULL; NULL-safe */
 
 /* Build the primitives for one batch size now (training = 1: forward and backward; 0:
- * inference) instead of on first use. -1 + err (CCDL_ERR_RUNTIME) on a oneDNN failure. */
+ * inference) instead of on first use. -1 + err (CCDL_ERR_RUNTIME) on a oneDNN failure.
+ * Token kinds make a set per batch shape when it first comes: nothing to do, 0. */
 int model_prepare(model *m, int batch, int training, ccdl_error *err);
 
 /* Visit every oneDNN op of the set for (batch, training) with its implementation name

@@ -196,8 +196,9 @@ typedef struct {
     double bleu[BLEU_STATS_WORDS];
 } split_sums;
 
+/* with_loss: also the loss sums (the test set's; the validation set gives BLEU only). */
 static void evaluate_split(translation *t, model *m, const float *params, const text_split *split,
-                           const text_plan *plan, const text_vocab *tgt, int w, split_sums *out) {
+                           const text_plan *plan, int with_loss, int w, split_sums *out) {
     const int n = t->spec->workers, worker = t->lay.first + w;
     model_token_loss acc = {0};
     bleu_stats stats;
@@ -205,7 +206,7 @@ static void evaluate_split(translation *t, model *m, const float *params, const 
     for (int64_t j = worker; j < plan->count; j += n) {
         text_batch_fill(split, plan, j, &t->batch);
         model_tokens b = tokens_of(&t->batch);
-        model_tokens_evaluate(m, params, &b, &acc);
+        if (with_loss) model_tokens_evaluate(m, params, &b, &acc);
         const int max_len = t->batch.src_cols + DECODE_EXTRA;
         const size_t need = (size_t)t->batch.rows * (size_t)max_len;
         if (need > t->decoded_cap) {
@@ -215,7 +216,8 @@ static void evaluate_split(translation *t, model *m, const float *params, const 
         model_tokens_greedy(m, params, &b, max_len, t->decoded);
         for (int r = 0; r < t->batch.rows; r++) {
             const int64_t pair = plan->pair[plan->start[j] + r];
-            char *hyp = text_decode(tgt, t->decoded + (size_t)r * max_len, max_len);
+            char *hyp =
+                text_decode(&t->corpus.tgt_vocab, t->decoded + (size_t)r * max_len, max_len);
             bleu_stats_add(&stats, hyp, split->tgt_text[pair]);
             free(hyp);
         }
@@ -225,16 +227,19 @@ static void evaluate_split(translation *t, model *m, const float *params, const 
     stats_to_words(&stats, out->bleu);
 }
 
-/* Reduce the local workers' sums in worker order; returns BLEU, sets *nll and *tokens. */
+/* Reduce the local workers' sums in worker order; returns BLEU, and with nll (collective
+ * alike on every rank) sets *nll and *tokens. */
 static double reduce_split(translation *t, MPI_Comm comm, split_sums *local, double *nll,
                            double *tokens) {
     const int per = t->lay.per_rank;
     double v[per];
     memset(v, 0, sizeof v);
-    for (int w = 0; w < per; w++) v[w] = local[w].nll;
-    *nll = reduce_sum_scalars(&t->lay, comm, v);
-    for (int w = 0; w < per; w++) v[w] = local[w].tokens;
-    *tokens = reduce_sum_scalars(&t->lay, comm, v);
+    if (nll) {
+        for (int w = 0; w < per; w++) v[w] = local[w].nll;
+        *nll = reduce_sum_scalars(&t->lay, comm, v);
+        for (int w = 0; w < per; w++) v[w] = local[w].tokens;
+        *tokens = reduce_sum_scalars(&t->lay, comm, v);
+    }
     double words[BLEU_STATS_WORDS];
     for (int k = 0; k < BLEU_STATS_WORDS; k++) {
         for (int w = 0; w < per; w++) v[w] = local[w].bleu[k];
@@ -252,14 +257,12 @@ static task_eval translation_evaluate(void *impl, model *m, worker_state *ws,
     const float *mean_params = ws->buf[mb->params].mean;
     split_sums val[per], test[per];
     for (int w = 0; w < per; w++) {
-        evaluate_split(t, m, mean_params, &t->corpus.val, &t->val_plan, &t->corpus.tgt_vocab, w,
-                       &val[w]);
-        evaluate_split(t, m, mean_params, &t->corpus.test, &t->test_plan, &t->corpus.tgt_vocab, w,
-                       &test[w]);
+        evaluate_split(t, m, mean_params, &t->corpus.val, &t->val_plan, 0, w, &val[w]);
+        evaluate_split(t, m, mean_params, &t->corpus.test, &t->test_plan, 1, w, &test[w]);
     }
     task_eval e = {.test_acc = NAN, .worker_test_acc = NAN};
     double nll, tokens;
-    e.val_bleu = reduce_split(t, comm, val, &nll, &tokens);
+    e.val_bleu = reduce_split(t, comm, val, NULL, NULL);
     e.test_bleu = reduce_split(t, comm, test, &nll, &tokens);
     e.test_loss = nll / tokens;
     e.test_ppl = exp(e.test_loss);
