@@ -23,6 +23,7 @@ typedef struct {
     double rounds;  /* gossip rounds so far */
     int64_t steps;  /* steps so far */
     int64_t capped; /* steps that hit the round cap */
+    traffic sent;   /* the steps' traffic, summed */
 } phase_stats;
 
 typedef struct {
@@ -44,6 +45,9 @@ typedef struct {
     const char *name;
     progress_field_type type;
     size_t offset;
+    /* 1: added after checkpoints existed (PF_F64 only): an older checkpoint lacks it, and a
+     * resume from it reads NaN */
+    int later;
 } progress_field;
 extern const progress_field progress_fields[];
 

@@ -65,8 +65,16 @@ typedef struct field {
         key, type, OFF(member), SIZE(member) / sizeof(((ccdl_spec *)0)->member[0]), OFF(count),    \
             lo, hi, NULL, NULL, doc, 0                                                             \
     }
+#define LATER_LIST(key, type, member, count, lo, hi, doc)                                          \
+    {                                                                                              \
+        key, type, OFF(member), SIZE(member) / sizeof(((ccdl_spec *)0)->member[0]), OFF(count),    \
+            lo, hi, NULL, NULL, doc, 1                                                             \
+    }
 #define OBJECT(key, table, doc)                                                                    \
     { key, F_OBJECT, 0, 0, 0, 0, 0, NULL, table, doc, 0 }
+/* an object of later keys only: left out while all of them are at their defaults */
+#define LATER_OBJECT(key, table, doc)                                                              \
+    { key, F_OBJECT, 0, 0, 0, 0, 0, NULL, table, doc, 1 }
 
 static const char *const dataset_names[] = {"fashion-mnist", "cifar10", "imagenet32", "text", NULL};
 static const char *const split_names[] = {"iid", "dirichlet", NULL};
@@ -158,6 +166,9 @@ static const field schedule_fields[] = {
          "fractions of training (increasing, in (0, 1)) where lr is multiplied by decay_factor; "
          "they split training into phases"),
     NUM("decay_factor", F_DOUBLE, schedule.decay_factor, 1e-9, 1, "lr multiplier at each decay"),
+    LATER_LIST("extra_epochs", F_INTS, schedule.extra_epochs, schedule.n_extra, 0, 100000,
+               "per phase, epochs appended at its end at its learning rate, the later phases "
+               "keeping their length (a prolonged phase 1: [k]); training runs epochs + their sum"),
     FIELD_END};
 
 static const field topology_fields[] = {
@@ -181,6 +192,14 @@ static const field control_fields[] = {
         "cap on gossip rounds per step (hits are traced and warned)"),
     FIELD_END};
 
+static const field slowmo_fields[] = {
+    LATER_NUM("tau", F_INT, communication.slowmo.tau, 0, 1000000,
+              "every tau steps, after the phase's own communication, average exactly and apply "
+              "the slow momentum update (0: off)"),
+    LATER_NUM("alpha", F_DOUBLE, communication.slowmo.alpha, 0, 1e3, "slow learning rate"),
+    LATER_NUM("beta", F_DOUBLE, communication.slowmo.beta, 0, 0.999999, "slow momentum"),
+    FIELD_END};
+
 static const field communication_fields[] = {
     CHOICE("mode", communication.mode, comm_policy_names,
            "policy of the decentralized phases: allreduce, gossip (one round per step), local "
@@ -195,6 +214,8 @@ static const field communication_fields[] = {
     NUM("local_steps", F_INT, communication.local_steps, 1, 1000000,
         "H of the local policy: gossip once every H steps"),
     OBJECT("control", control_fields, "consensus control"),
+    LATER_OBJECT("slowmo", slowmo_fields,
+                 "SlowMo (Wang et al. 2020) on top of the phases' policies"),
     FIELD_END};
 
 static const field trace_fields[] = {
@@ -255,6 +276,7 @@ static void spec_set_defaults(ccdl_spec *s) {
     s->model.hidden[0] = 256;
     s->model.n_hidden = 1;
     s->model.width = 16;
+    s->communication.slowmo.alpha = 1.0;
     s->optimizer.kind = OPTIMIZER_SGD;
     s->optimizer.momentum = 0.9;
     s->optimizer.nesterov = 1;
@@ -504,6 +526,11 @@ static int spec_validate(const ccdl_spec *s, const char *src, ccdl_error *err) {
                          (long long)s->data.train_subset);
     const int phases = spec_phase_count(s);
     const struct spec_communication *c = &s->communication;
+    if (s->schedule.n_extra > phases)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: schedule.extra_epochs: expected at most one entry per phase (%d, "
+                         "from schedule.decay_at); got %d",
+                         src, phases, s->schedule.n_extra);
     if (c->n_phases && c->n_phases != phases)
         return ccdl_fail(err, CCDL_ERR_INPUT,
                          "%s: communication.phases: expected one policy per phase (%d, from "
@@ -588,7 +615,8 @@ int spec_load(const char *path, ccdl_spec *spec, ccdl_error *err) {
 /* ---------------------------------------------------------------- emitting */
 
 /* A later key (field.later) at its default value: left out of the canonical spec. */
-static int later_at_default(const field *f, const char *base) {
+static int later_at_default(const field *f, const ccdl_spec *spec) {
+    const char *base = (const char *)spec + f->offset;
     static ccdl_spec defaults;
     static int ready;
     if (!ready) spec_set_defaults(&defaults), ready = 1;
@@ -604,6 +632,10 @@ static int later_at_default(const field *f, const char *base) {
         return *(const double *)base == *(const double *)d;
     case F_STRING:
         return strcmp(base, d) == 0;
+    case F_DOUBLES:
+    case F_INTS:
+    case F_CHOICES: /* later lists default to empty */
+        return *(const int *)((const char *)spec + f->count_offset) == 0;
     default:
         return 0;
     }
@@ -615,7 +647,7 @@ static json_t *emit_object(const field *table, const ccdl_spec *spec, int all) {
     for (const field *f = table; f->key; f++) {
         const char *base = (const char *)spec + f->offset;
         json_t *v = NULL;
-        if (f->later && !all && later_at_default(f, base)) continue;
+        if (f->later && !all && later_at_default(f, spec)) continue;
         switch (f->type) {
         case F_INT:
             v = json_integer(*(const int *)base);
@@ -654,6 +686,10 @@ static json_t *emit_object(const field *table, const ccdl_spec *spec, int all) {
         }
         case F_OBJECT:
             v = emit_object(f->sub, spec, all);
+            if (f->later && !all && json_object_size(v) == 0) {
+                json_decref(v);
+                continue;
+            }
             break;
         }
         json_object_set_new(obj, f->key, v);

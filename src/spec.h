@@ -77,6 +77,8 @@ typedef struct {
         double decay_at[SPEC_MAX_DECAYS]; /* fractions of training where lr is decayed */
         int n_decay;
         double decay_factor;
+        int extra_epochs[SPEC_MAX_DECAYS + 1]; /* per phase: epochs appended at its end */
+        int n_extra;
     } schedule;
 
     struct {
@@ -98,6 +100,11 @@ typedef struct {
             double ema;           /* adaptive: phi <- ema * phi + (1 - ema) * mean ||g_i|| */
             int max_rounds;       /* cap on gossip rounds per step */
         } control;
+        struct spec_slowmo {
+            int tau;      /* every tau steps: exact average, then the slow update (0: off) */
+            double alpha; /* slow learning rate */
+            double beta;  /* slow momentum */
+        } slowmo;
     } communication;
 
     struct {
@@ -127,6 +134,13 @@ char *spec_canonical_json(const ccdl_spec *spec);
  * with key set to the dotted path of the first differing key ("schedule.epochs"), or -1 if
  * either text is not a JSON object. */
 int spec_json_first_difference(const char *a, const char *b, char *key, size_t cap);
+
+/* Training epochs: schedule.epochs plus every phase's extra_epochs. */
+static inline int spec_total_epochs(const ccdl_spec *s) {
+    int total = s->schedule.epochs;
+    for (int k = 0; k < s->schedule.n_extra; k++) total += s->schedule.extra_epochs[k];
+    return total;
+}
 
 /* Number of learning-rate phases (decays + 1). */
 static inline int spec_phase_count(const ccdl_spec *s) {

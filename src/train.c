@@ -37,6 +37,7 @@
 #include "reference.h"
 #include "runlock.h"
 #include "schedule.h"
+#include "slowmo.h"
 #include "task.h"
 #include "trace.h"
 #include "worker_state.h"
@@ -58,6 +59,7 @@ typedef struct {
     schedule sched;
     consensus cons;
     control ctl;
+    slowmo slowmo;    /* off unless communication.slowmo.tau */
     gossip_group mix; /* the parameters and the buffers gossiped with them */
     trace *tr;
     run_progress prog; /* every resumable scalar */
@@ -121,9 +123,11 @@ static int check_memory(const run_state *r, ccdl_error *err) {
     const ccdl_spec *s = r->spec;
     uint64_t d = model_param_count(r->net);
     int moments = s->optimizer.kind == OPTIMIZER_ADAM ? 2 : s->optimizer.momentum > 0;
-    /* parameters, gradients, the parameters' gossip copy, moments (and their gossip copies) */
-    double per_worker =
-        (double)d * sizeof(float) * (3 + moments * (s->optimizer.gossip_moments ? 2 : 1));
+    /* parameters, gradients, the parameters' gossip copy, moments (and their gossip copies),
+     * SlowMo's u and x0 */
+    double per_worker = (double)d * sizeof(float) *
+                        (3 + moments * (s->optimizer.gossip_moments ? 2 : 1) +
+                         (s->communication.slowmo.tau ? 2 : 0));
     double need = per_worker * r->lay.per_rank * r->node_ranks;
     double have = (double)memory_limit_bytes();
     if (need <= have) return 0;
@@ -159,7 +163,7 @@ static int setup_checked(run_state *r, const char *trace_path, const train_optio
     r->spec_json = spec_canonical_json(s);
     double targets[SPEC_MAX_DECAYS + 1];
     if (reference_phase_targets(s, r->spec_json, targets, err)) return -1;
-    control_init(&r->ctl, s, targets);
+    control_init(&r->ctl, s, model_param_count(r->net), targets);
     return 0;
 }
 
@@ -182,8 +186,10 @@ static void setup_buffers(run_state *r) {
     r->opt.decay_mask = r->decay_mask;
     r->opt.gossip_moments = s->optimizer.gossip_moments;
     optimizer_declare(&r->opt, &r->ws, r->d);
+    slowmo_declare(&r->slowmo, &s->communication.slowmo, &r->ws, r->d);
     schedule_init(&r->sched, s, task_steps_per_epoch(r->task));
     consensus_init(&r->cons, &r->lay, r->comm, r->d);
+    slowmo_start(&r->slowmo, &r->ws, worker_state_buffers(&r->ws, r->mb.params), &r->cons);
     /* what communication mixes: the parameters first, then what else their owners marked */
     r->mix.n = 0;
     r->mix.x[r->mix.n++] = worker_state_buffers(&r->ws, r->mb.params);
@@ -210,6 +216,7 @@ static void teardown(run_state *r) {
     free(r->decay_mask);
     free(r->spec_json);
     if (r->cons.mean) consensus_free(&r->cons);
+    control_free(&r->ctl);
     model_destroy(&r->net);
     task_destroy(&r->task);
 }
@@ -316,6 +323,10 @@ static step_result train_step(run_state *r, int64_t step_in_epoch, int64_t step,
     control_communicate(&r->ctl, &r->prog.control, phase, step, res.grad_norm, &r->mix, &r->cons,
                         &res.comm);
     res.xi = res.comm.xi; /* measured by exact control already, else measured now */
+    if (slowmo_due(&r->slowmo, step)) {
+        slowmo_outer_step(&r->slowmo, &r->ws, &r->mix, &r->cons, lr, &res.comm.sent);
+        res.xi = NAN; /* control's Xi was before the outer step */
+    }
     if (isnan(res.xi) && s->trace.measure_xi) res.xi = consensus_distance_exact(&r->cons, params);
     res.compute_s = t1 - t0;
     res.comm_s = wall_seconds() - t1;
@@ -334,7 +345,7 @@ static task_eval evaluate(run_state *r) {
 
 static void print_progress(const run_state *r, int epoch, double lr, double train_loss,
                            const task_eval *ev, double xi, double elapsed) {
-    int epochs = r->spec->schedule.epochs;
+    int epochs = spec_total_epochs(r->spec);
     double eta = elapsed / (epoch + 1) * (epochs - epoch - 1);
     char metric[96];
     if (isnan(ev->test_bleu))
@@ -371,14 +382,15 @@ static void ticker_step(ticker *t, const run_state *r, const step_result *res, d
     if (!epoch_line) {
         if (now - t->last_s < t->every) return;
         const ccdl_spec *s = r->spec;
-        const int64_t per_epoch = r->sched.steps_per_epoch, total = per_epoch * s->schedule.epochs;
+        const int64_t per_epoch = r->sched.steps_per_epoch,
+                      total = per_epoch * spec_total_epochs(s);
         double units = (double)steps * task_units_per_step(r->task);
         double elapsed = now - start;
         fprintf(stderr,
                 "ccdl: %s step %lld/%lld epoch %lld/%d (%lld/%lld) %s/s %.0f xi %.4g "
                 "rounds/step %.2f elapsed %.1fs eta %.1fs\n",
                 s->name, (long long)done, (long long)total, (long long)((done - 1) / per_epoch + 1),
-                s->schedule.epochs, (long long)((done - 1) % per_epoch + 1), (long long)per_epoch,
+                spec_total_epochs(s), (long long)((done - 1) % per_epoch + 1), (long long)per_epoch,
                 task_unit(r->task), units / (now - t->last_s), t->xi, t->rounds / steps, elapsed,
                 elapsed / done * (total - done));
     }
@@ -392,6 +404,7 @@ static void phase_begin(phase_stats *p, int phase) {
     p->max_xi = NAN;
     p->rounds = 0;
     p->steps = p->capped = 0;
+    memset(&p->sent, 0, sizeof p->sent);
 }
 
 static void phase_add(phase_stats *p, const step_result *res) {
@@ -399,16 +412,25 @@ static void phase_add(phase_stats *p, const step_result *res) {
     p->rounds += res->comm.rounds;
     p->steps++;
     p->capped += res->comm.capped;
+    traffic_add(&p->sent, &res->comm.sent);
 }
 
 /* Rank 0: the phase's trace row, and a warning if the round cap was hit. */
 static void phase_end(run_state *r, const phase_stats *p) {
     int64_t a, b;
     schedule_phase_bounds(&r->sched, p->phase, &a, &b);
-    trace_phase_row row = {p->phase,  a,
-                           b,         r->ctl.policy[p->phase - 1],
-                           p->max_xi, p->steps ? p->rounds / p->steps : NAN,
-                           p->capped, r->ctl.phase_target[p->phase - 1]};
+    trace_phase_row row = {p->phase,
+                           a,
+                           b,
+                           r->ctl.policy[p->phase - 1],
+                           p->max_xi,
+                           p->steps ? p->rounds / p->steps : NAN,
+                           p->capped,
+                           r->ctl.phase_target[p->phase - 1],
+                           p->sent.bytes_mean,
+                           p->sent.bytes_max,
+                           p->sent.messages_mean,
+                           p->sent.messages_max};
     trace_append_phase(r->tr, &row);
     if (p->capped)
         fprintf(stderr,
@@ -490,7 +512,7 @@ static int diverged(const run_state *r, int64_t step, const step_result *res, cc
 static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
     const ccdl_spec *s = r->spec;
     const int rank0 = r->lay.rank == 0;
-    const int64_t steps = r->sched.steps_per_epoch, total = steps * s->schedule.epochs;
+    const int64_t steps = r->sched.steps_per_epoch, total = steps * spec_total_epochs(s);
     run_progress *p = &r->prog;
     test_signals ts;
     parse_test_signals(&ts);
@@ -535,7 +557,11 @@ static int train_loop(run_state *r, const train_options *opt, ccdl_error *err) {
                                   res.comm.rounds,
                                   res.comm.capped,
                                   res.compute_s,
-                                  res.comm_s};
+                                  res.comm_s,
+                                  res.comm.sent.bytes_mean,
+                                  res.comm.sent.bytes_max,
+                                  res.comm.sent.messages_mean,
+                                  res.comm.sent.messages_max};
             trace_append_step(r->tr, &row);
         }
         p->step = step + 1;

@@ -154,6 +154,25 @@ int main(void) {
     CHECK_CLOSE(schedule_lr(&sch, 800), 0.8 * 0.25, 1e-15, 0);
     s.schedule.kind = SCHEDULE_STEP;
 
+    /* a prolonged phase 1 (Table 6): 100 epochs with decays at 50 and 75, phase 1 gets 30
+     * more epochs at its learning rate, phase 3 10: phases of 80, 25 and 35 epochs */
+    s.schedule.extra_epochs[0] = 30;
+    s.schedule.extra_epochs[1] = 0;
+    s.schedule.extra_epochs[2] = 10;
+    s.schedule.n_extra = 3;
+    CHECK(spec_total_epochs(&s) == 140);
+    schedule_init(&sch, &s, 10);
+    schedule_phase_bounds(&sch, 1, &a, &b);
+    CHECK(a == 0 && b == 800);
+    schedule_phase_bounds(&sch, 2, &a, &b);
+    CHECK(a == 800 && b == 1050);
+    schedule_phase_bounds(&sch, 3, &a, &b);
+    CHECK(a == 1050 && b == 1400);
+    CHECK_CLOSE(schedule_lr(&sch, 799), 0.8, 1e-15, 0);
+    CHECK_CLOSE(schedule_lr(&sch, 800), 0.08, 1e-15, 0);
+    CHECK_CLOSE(schedule_lr(&sch, 1399), 0.008, 1e-15, 0);
+    s.schedule.n_extra = 0;
+
     /* no scaling, no decays: constant lr, one phase */
     s.schedule.scaling = LR_SCALE_NONE;
     s.schedule.n_decay = 0;

@@ -17,6 +17,7 @@
 #include "consensus.h"
 #include "gossip.h"
 #include "spec.h"
+#include "traffic.h"
 
 typedef struct {
     comm_policy policy[SPEC_MAX_DECAYS + 1]; /* per phase, index phase - 1 */
@@ -24,6 +25,8 @@ typedef struct {
     int local_steps;
     struct spec_control cfg;
     double phase_target[SPEC_MAX_DECAYS + 1]; /* constant targets (NaN: none) */
+    size_t d;                                 /* floats per mixed vector */
+    traffic_model traffic;                    /* what a round sends (traffic.h) */
 } control;
 
 /* The resumable part: changes every step. Zero is the state before the first step. */
@@ -41,11 +44,13 @@ typedef struct {
     double target; /* NaN when uncontrolled */
     double theta;  /* Theta of the last round (NaN if none) */
     double xi;     /* exact Xi after communication, if measured here (else NaN) */
+    traffic sent;  /* what the workers sent (traffic.h) */
 } control_result;
 
-/* Resolve each phase's policy; phase_target[k] is the constant target of phase k + 1
- * (NaN: none), as reference_phase_targets gives it. */
-void control_init(control *c, const ccdl_spec *spec, const double *phase_target);
+/* Resolve each phase's policy for vectors of d floats; phase_target[k] is the constant target
+ * of phase k + 1 (NaN: none), as reference_phase_targets gives it. */
+void control_init(control *c, const ccdl_spec *spec, size_t d, const double *phase_target);
+void control_free(control *c);
 
 /* One step's communication for the local workers' parameters gg->x[0] and the buffers
  * mixed with them (pointers may be swapped by gossip); the consensus distance and the

@@ -225,14 +225,18 @@ static double *random_matching_expectation(int n) {
     return M;
 }
 
+int topology_period(const topology *t) {
+    return t->kind == TOPO_ONE_PEER_EXPONENTIAL    ? one_peer_period(t->n)
+           : t->kind == TOPO_BIPARTITE_EXPONENTIAL ? bipartite_period(t->n)
+           : t->kind == TOPO_RANDOM_MATCHING       ? 0
+                                                   : 1;
+}
+
 int topology_mixing_stats(const topology *t, topology_mixing *out, ccdl_error *err) {
     int n = t->n;
     memset(out, 0, sizeof *out);
     if (topology_check(t->kind, n, err)) return -1;
-    out->period = t->kind == TOPO_ONE_PEER_EXPONENTIAL    ? one_peer_period(n)
-                  : t->kind == TOPO_BIPARTITE_EXPONENTIAL ? bipartite_period(n)
-                  : t->kind == TOPO_RANDOM_MATCHING       ? 0
-                                                          : 1;
+    out->period = topology_period(t);
     int *cols = xmalloc_array((size_t)topology_max_row(t), sizeof(int));
     double *w = xmalloc_array((size_t)topology_max_row(t), sizeof(double));
     for (int64_t r = 0; r < (out->period ? out->period : 1); r++)

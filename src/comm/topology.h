@@ -53,6 +53,9 @@ int topology_max_row(const topology *t);
  * returns k. cols and weights hold at least topology_max_row(t) entries. */
 int topology_row(const topology *t, int64_t round, int i, int *cols, double *weights);
 
+/* Rounds after which W^t repeats: 1 for static kinds, 0 for random matching (never). */
+int topology_period(const topology *t);
+
 /* Dense W at a round, n x n row-major (caller frees). */
 double *topology_dense(const topology *t, int64_t round);
 

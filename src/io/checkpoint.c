@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,9 +359,14 @@ static int read_contents(hid_t file, const char *path, const char *spec_json, wo
     if (group < 0)
         return ccdl_fail(err, CCDL_ERR_INPUT, "%s: no /progress group (%s)", path, h5_reason(why));
     int rc = 0;
-    for (const progress_field *f = progress_fields; rc == 0 && f->name; f++)
+    for (const progress_field *f = progress_fields; rc == 0 && f->name; f++) {
+        if (f->later && H5Aexists(group, f->name) == 0) {
+            *(double *)((char *)p + f->offset) = NAN; /* an older checkpoint */
+            continue;
+        }
         rc = read_scalar_attr(group, path, f->name, progress_mem_type(f->type),
                               (char *)p + f->offset, err);
+    }
     H5Gclose(group);
     if (rc) return -1;
     if ((group = H5Gopen2(file, "workers", H5P_DEFAULT)) < 0)

@@ -79,6 +79,18 @@ static const column_def step_columns[] = {
     COL(trace_step_row, compute_s, COL_F64, "s", "wall-clock seconds of local compute", 1),
     COL(trace_step_row, comm_s, COL_F64, "s",
         "wall-clock seconds of communication and consensus measurement", 1),
+    COL_LATER(trace_step_row, bytes_mean, "bytes",
+              "bytes each worker sent this step, mean over workers, counted as if every worker "
+              "were its own process: a gossip round sends d floats to each neighbour, an exact "
+              "average is a ring all-reduce (2(n-1)/n x d floats), and consensus control's "
+              "metric reductions count; trace.measure_xi's do not"),
+    COL_LATER(trace_step_row, bytes_max, "bytes",
+              "the busiest worker's bytes of each communication round this step, summed over "
+              "the step's rounds (the critical path of synchronous rounds)"),
+    COL_LATER(trace_step_row, messages_mean, "messages",
+              "messages each worker sent this step, mean over workers (as bytes_mean)"),
+    COL_LATER(trace_step_row, messages_max, "messages",
+              "the busiest worker's messages of each round this step, summed over the rounds"),
 };
 
 static const column_def epoch_columns[] = {
@@ -117,6 +129,14 @@ static const column_def phase_columns[] = {
     COL(trace_phase_row, capped_steps, COL_I64, "1", "steps that hit the gossip round cap", 0),
     COL(trace_phase_row, target, COL_F64, "1",
         "constant consensus target of the phase (NaN if uncontrolled or adaptive)", 0),
+    COL_LATER(trace_phase_row, bytes_mean, "bytes",
+              "/steps/bytes_mean summed over the phase's steps: bytes each worker sent"),
+    COL_LATER(trace_phase_row, bytes_max, "bytes",
+              "/steps/bytes_max summed over the phase's steps"),
+    COL_LATER(trace_phase_row, messages_mean, "messages",
+              "/steps/messages_mean summed over the phase's steps"),
+    COL_LATER(trace_phase_row, messages_max, "messages",
+              "/steps/messages_max summed over the phase's steps"),
 };
 
 /* Run history: every column is wallclock = 1, so traces of a run resumed any number of

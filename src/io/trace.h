@@ -51,6 +51,9 @@ typedef struct {
     int32_t capped;   /* 1 if the round cap was hit */
     double compute_s; /* wall-clock: local compute */
     double comm_s;    /* wall-clock: communication and measurement */
+    /* what each worker sent this step (traffic.h): mean over workers, and the sum over the
+     * step's rounds of the busiest worker's */
+    double bytes_mean, bytes_max, messages_mean, messages_max;
 } trace_step_row;
 
 typedef struct {
@@ -75,6 +78,8 @@ typedef struct {
     double mean_rounds;   /* mean gossip rounds per step */
     int64_t capped_steps; /* steps that hit the round cap */
     double target;        /* constant target of the phase (NaN if none) */
+    /* the phase's steps' traffic, summed (NaN after resuming an older checkpoint) */
+    double bytes_mean, bytes_max, messages_mean, messages_max;
 } trace_phase_row;
 
 typedef struct {

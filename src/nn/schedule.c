@@ -11,11 +11,17 @@ void schedule_init(schedule *s, const ccdl_spec *spec, int64_t steps_per_epoch) 
     s->lr_start = spec->schedule.lr;
     s->lr_peak = spec->schedule.lr * scale;
     s->steps_per_epoch = steps_per_epoch;
-    s->total_steps = steps_per_epoch * spec->schedule.epochs;
+    s->total_steps = steps_per_epoch * spec_total_epochs(spec);
     s->warmup_steps = (int64_t)llround(spec->schedule.warmup_epochs * (double)steps_per_epoch);
     s->n_decay = spec->schedule.n_decay;
-    for (int k = 0; k < s->n_decay; k++)
-        s->decay_step[k] = (int64_t)llround(spec->schedule.decay_at[k] * (double)s->total_steps);
+    /* decay_at places the decays in the base schedule (schedule.epochs); each phase's extra
+     * epochs then push its end, and every later boundary, back */
+    const double base_steps = (double)steps_per_epoch * spec->schedule.epochs;
+    int64_t extra = 0;
+    for (int k = 0; k < s->n_decay; k++) {
+        if (k < spec->schedule.n_extra) extra += spec->schedule.extra_epochs[k] * steps_per_epoch;
+        s->decay_step[k] = (int64_t)llround(spec->schedule.decay_at[k] * base_steps) + extra;
+    }
     s->decay_factor = spec->schedule.decay_factor;
 }
 

@@ -6,7 +6,9 @@
  *   cosine:       lr_peak x (1 + cos(pi (t - W) / (T - W))) / 2
  *   inverse_sqrt: lr_peak x sqrt(max(W, 1) / t)     (Vaswani et al. 2017)
  * Phase k (from 1) runs from the (k-1)-th decay_at point to the k-th, whatever the kind;
- * warm-up belongs to phase 1. */
+ * warm-up belongs to phase 1. schedule.extra_epochs lengthens phases: the decays sit at
+ * decay_at x schedule.epochs, each moved back by the extra epochs of the phases before it, and
+ * training runs spec_total_epochs. */
 #ifndef CCDL_SCHEDULE_H
 #define CCDL_SCHEDULE_H
 
