@@ -30,7 +30,7 @@ rm -rf build-sanitizers && mkdir build-sanitizers
 tar -xzf ccdl-*.tar.gz -C build-sanitizers --strip-components=1
 san_tests="tests/test_rng tests/test_spec tests/test_topology tests/test_data tests/test_optim
   tests/test_model tests/test_trace tests/test_text tests/test_bleu tests/test_tlayers
-  tests/test_transformer tests/bad_specs.sh tests/spec_fuzz.sh tests/cli.sh
+  tests/test_transformer tests/test_slowmo tests/traffic.sh tests/bad_specs.sh tests/spec_fuzz.sh tests/cli.sh
   tests/diverged.sh tests/disk_full.sh"
 (cd build-sanitizers && ./configure --enable-sanitizers > configure.log 2>&1 &&
     ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
