@@ -2,8 +2,9 @@
 
 Modules: traces (reading traces strictly), frames (the notebook API: load() gives pandas
 DataFrames of runs, steps, epochs and phases), figures (per-run and overlay PNGs), tables
-(mean +- std over seeds, Markdown and CSV), topology (spectral-gap table, consensus figure),
-cli (the `ccdl-analyze` command). Needs h5py, numpy, matplotlib (pandas for load only):
+(mean +- std and 95% CI over seeds, paired differences, Markdown and CSV), stats (t
+quantiles, confidence intervals, pairing runs with baselines), cost (the network cost
+model), topology (spectral-gap table, consensus figure), cli (the `ccdl-analyze` command). Needs h5py, numpy, matplotlib (pandas for load only):
 run with /usr/bin/python3.
 """
 

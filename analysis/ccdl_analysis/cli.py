@@ -6,14 +6,16 @@ import re
 import sys
 import warnings
 
-from . import tables, traces
+from . import stats, tables, traces
 from .traces import TraceError, key_path, short
 
 USAGE = """\
 ccdl-analyze plot INPUT... [--out DIR] [--overlay-by KEYS] [--label KEYS] [--no-per-run]
                   [--allow-incomplete]
 ccdl-analyze table INPUT... [--by KEYS] [--metrics LIST] [--rows KEYS --cols KEYS]
-                  [--out PREFIX] [--allow-incomplete]
+                  [--diff-vs KEY=VALUE[,KEY=VALUE...]] [--out PREFIX] [--allow-incomplete]
+ccdl-analyze cost INPUT... (--network NAME[,NAME...] | --netbench FILE | --latency S --bandwidth B/S)...
+                  [--diff-vs KEY=VALUE[,...]] [--out PREFIX] [--allow-incomplete]
 ccdl-analyze gap-table TOPOLOGY.jsonl|- [--out PREFIX]
 ccdl-analyze consensus-plot BENCH.h5|BENCH.jsonl... [--out FILE.png] [--title T] [--theta]"""
 
@@ -97,14 +99,40 @@ def cmd_table(a):
     if merged:
         print(f"ccdl-analyze: note: runs differing in {', '.join(merged)} are averaged together",
               file=sys.stderr)
-    rows = tables.group_rows(runs, keys, metrics)
-    md = tables.markdown(rows, keys, metrics)
+    base, paired = None, None
+    if a.diff_vs is not None:
+        selection = stats.parse_selection(a.diff_vs)
+        baselines, base = stats.pair(runs, selection)
+        paired = stats.selection_text(selection)
+        rows = tables.diff_rows(runs, keys, metrics, base)
+        same = ", ".join(short(k) for k in stats.pair_keys(baselines, selection))
+        md = (f"paired differences run - baseline ({paired}, same {same}): mean ± std over seeds, "
+              f"ci95 the 95% CI half-width (Student t); the {len(baselines)} baseline runs left out\n\n"
+              + tables.markdown(rows, keys, metrics, paired=True))
+    else:
+        rows = tables.group_rows(runs, keys, metrics)
+        md = tables.markdown(rows, keys, metrics)
     if rows_k:
-        md = tables.pivot(rows, keys, rows_k, cols_k, metrics[0]) + "\n" + md
+        md = tables.pivot(rows, keys, rows_k, cols_k, metrics[0], paired) + "\n" + md
     print(md, end="")
     if a.out:
         write(a.out + ".md", md)
-        write(a.out + ".csv", tables.csv_text(rows, keys, metrics))
+        write(a.out + ".csv", tables.csv_text(rows, keys, metrics, base=base))
+        print(f"wrote {a.out}.md and {a.out}.csv", file=sys.stderr)
+    return 0
+
+
+def cmd_cost(a):
+    from . import cost
+
+    profs = cost.profiles(a.network, a.netbench, a.latency, a.bandwidth)
+    runs = traces.load_all(a.inputs, cost.NEED, a.allow_incomplete)
+    selection = stats.parse_selection(a.diff_vs or "mode=allreduce")
+    md, csv = cost.tables(runs, profs, selection, required=a.diff_vs is not None)
+    print(md, end="")
+    if a.out:
+        write(a.out + ".md", md)
+        write(a.out + ".csv", csv)
         print(f"wrote {a.out}.md and {a.out}.csv", file=sys.stderr)
     return 0
 
@@ -141,15 +169,35 @@ def main(argv=None):
                                     "when names repeat)")
     pl.add_argument("--no-per-run", action="store_true", help="overlays only")
     pl.add_argument("--allow-incomplete", action="store_true", help="use traces with completed = 0")
-    tb = sub.add_parser("table", help="mean ± std over seeds per group (Markdown to stdout, CSV)")
+    tb = sub.add_parser("table", help="mean ± std and 95%% CI over seeds per group, or paired differences "
+                                        "against a baseline (Markdown to stdout, CSV)")
     tb.add_argument("inputs", nargs="+")
     tb.add_argument("--by", help="group keys (default: every varying key but seed)")
     tb.add_argument("--metrics", help=f"comma-separated, default {','.join(tables.DEFAULT_METRICS)}; "
                                       f"any of {', '.join(tables.METRICS)}")
     tb.add_argument("--rows", help="pivot: keys down (with --cols: keys across; first metric)")
     tb.add_argument("--cols")
+    tb.add_argument("--diff-vs", metavar="KEY=VALUE[,...]",
+                    help="paired differences run - baseline: the baseline of a run is the run with these "
+                         "values, the same seed and the same values of the keys the baselines vary in (n, ...); "
+                         "mean ± std, 95%% CI and pairs per group (baselines left out)")
     tb.add_argument("--out", help="also write PREFIX.md and PREFIX.csv")
     tb.add_argument("--allow-incomplete", action="store_true")
+    co = sub.add_parser("cost", help="modeled wall time per run and phase on a network (latency, bandwidth) "
+                                     "from the trace's bytes and messages, and against the All-Reduce run")
+    co.add_argument("inputs", nargs="+")
+    co.add_argument("--network", action="append", metavar="NAME[,NAME...]",
+                    help="named networks (assumed round figures): ethernet-1g (50 us, 125e6 B/s), "
+                         "ethernet-10g (20 us, 1.25e9 B/s), infiniband-hdr (1.5 us, 25e9 B/s); one table each")
+    co.add_argument("--netbench", action="append", metavar="FILE",
+                    help="a network measured by `ccdl netbench --json` (keys latency_s, bandwidth_Bps)")
+    co.add_argument("--latency", type=float, metavar="SECONDS", help="seconds per message (with --bandwidth)")
+    co.add_argument("--bandwidth", type=float, metavar="BYTES_PER_S", help="bytes per second (with --latency)")
+    co.add_argument("--diff-vs", metavar="KEY=VALUE[,...]",
+                    help="baseline of the differences (default mode=allreduce: the All-Reduce run of the same "
+                         "seed and n; runs without one are an error only when this is given)")
+    co.add_argument("--out", help="also write PREFIX.md and PREFIX.csv")
+    co.add_argument("--allow-incomplete", action="store_true")
     gt = sub.add_parser("gap-table", help="Table 10: spectral gap and degree per topology and n")
     gt.add_argument("input", help="JSON lines from `ccdl topology --json` (- for stdin)")
     gt.add_argument("--out", help="also write PREFIX.md and PREFIX.csv")
@@ -159,7 +207,7 @@ def main(argv=None):
     cp.add_argument("--title", default="consensus averaging")
     cp.add_argument("--theta", action="store_true", help="also draw the estimate Theta (dotted)")
     a = p.parse_args(argv)
-    handlers = {"plot": cmd_plot, "table": cmd_table, "gap-table": cmd_gap_table,
+    handlers = {"plot": cmd_plot, "table": cmd_table, "cost": cmd_cost, "gap-table": cmd_gap_table,
                 "consensus-plot": cmd_consensus_plot}
     if a.command not in handlers:
         p.print_usage(sys.stderr)

@@ -1,7 +1,10 @@
 """Tables over runs: mean +- std over seeds per group of spec keys (the paper's Table 2 style).
 
 Every metric is one number per run; a group's cell is the mean and the sample standard
-deviation (ddof = 1; none for a single run) of that number over the group's runs.
+deviation (ddof = 1; none for a single run) of that number over the group's runs, next to
+the half-width of its 95% confidence interval (Student t, stats.summary). With a baseline
+(--diff-vs, diff_rows) the cells are the same statistics of the paired differences
+run - baseline.
 """
 
 import csv
@@ -10,6 +13,7 @@ import math
 
 import numpy as np
 
+from .stats import summary
 from .traces import fmt, short, sort_key
 
 
@@ -74,60 +78,100 @@ def needs(metrics):
     return out
 
 
-def mean_std(values):
-    v = np.asarray(values, dtype=float)
-    mean = float(np.mean(v))
-    std = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
-    return mean, std
+def metric_values(runs, metric):
+    return [METRICS[metric][1](r) for r in runs]
 
 
-def group_rows(runs, keys, metrics):
-    """[(key values, runs, {metric: (mean, std)})] sorted by the key values."""
+def _grouped(runs, keys):
     groups = {}
     for r in runs:
         groups.setdefault(tuple(fmt(r.value(k)) for k in keys), []).append(r)
+    return [(tuple(members[0].value(k) for k in keys), members) for members in groups.values()]
+
+
+def _sorted(rows):
+    return sorted(rows, key=lambda row: tuple(sort_key(v) for v in row[0]))
+
+
+def group_rows(runs, keys, metrics):
+    """[(key values, runs, {metric: stats.Summary})] sorted by the key values."""
+    return _sorted([(values, members, {m: summary(metric_values(members, m)) for m in metrics})
+                    for values, members in _grouped(runs, keys)])
+
+
+def diff_rows(runs, keys, metrics, base):
+    """Paired differences: [(key values, runs, {metric: Summary of run - baseline})] over the
+    runs that have a baseline (base: {id(run): baseline run}, stats.pair); the baselines
+    themselves are left out. A pair whose difference is NaN (a metric one of them lacks,
+    --allow-incomplete) is not counted for that metric."""
     rows = []
-    for members in groups.values():
-        values = tuple(members[0].value(k) for k in keys)
-        stats = {m: mean_std([METRICS[m][1](r) for r in members]) for m in metrics}
+    for values, members in _grouped([r for r in runs if id(r) in base], keys):
+        stats = {}
+        for m in metrics:
+            mine = np.asarray(metric_values(members, m), dtype=float)
+            theirs = np.asarray(metric_values([base[id(r)] for r in members], m), dtype=float)
+            stats[m] = summary(mine - theirs, drop_nan=True)
         rows.append((values, members, stats))
-    rows.sort(key=lambda row: tuple(sort_key(v) for v in row[0]))
-    return rows
+    return _sorted(rows)
 
 
-def cell(metric, mean, std):
+def cell(metric, s):
     f = METRICS[metric][2]
-    if math.isnan(mean):
+    if math.isnan(s.mean):
         return "-"
-    return f.format(mean) + ("" if math.isnan(std) else " ± " + f.format(std))
+    return f.format(s.mean) + ("" if math.isnan(s.std) else " ± " + f.format(s.std))
 
 
-def markdown(rows, keys, metrics):
-    head = [short(k) for k in keys] + ["runs"] + list(metrics)
+def ci_cell(metric, s):
+    return "-" if math.isnan(s.ci95) else "±" + METRICS[metric][2].format(s.ci95)
+
+
+def markdown(rows, keys, metrics, paired=False):
+    """One row per group: its keys, runs (pairs), then per metric mean ± std and the 95% CI
+    half-width (`<metric> ci95`); paired: of the differences run - baseline (`Δ<metric>`)."""
+    head = [short(k) for k in keys] + ["pairs" if paired else "runs"]
+    for m in metrics:
+        head += [f"Δ{m}" if paired else m, f"Δ{m} ci95" if paired else f"{m} ci95"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for values, members, stats in rows:
         cells = [fmt(v) for v in values] + [str(len(members))]
-        cells += [cell(m, *stats[m]) for m in metrics]
+        for m in metrics:
+            cells += [cell(m, stats[m]), ci_cell(m, stats[m])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def csv_text(rows, keys, metrics, seed_key="seed"):
+def csv_text(rows, keys, metrics, seed_key="seed", base=None):
+    """CSV at full precision: the group keys by path, runs, seeds, and per metric _mean, _std,
+    _ci95 (empty where undefined). With base (paired): runs are pairs, baselines lists the
+    baseline runs by name in the order of seeds, and per metric _diff_mean, _diff_std,
+    _diff_ci95 and _pairs (the pairs counted for that metric)."""
+    def num(v):
+        return "" if math.isnan(v) else repr(v)
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(keys) + ["runs", "seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
+    if base is None:
+        head = list(keys) + ["runs", "seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci95")]
+    else:
+        head = list(keys) + ["pairs", "seeds", "baselines"] + [
+            f"{m}_{s}" for m in metrics for s in ("diff_mean", "diff_std", "diff_ci95", "pairs")]
+    w.writerow(head)
     for values, members, stats in rows:
         seeds = " ".join(fmt(r.value(seed_key)) for r in members)
         out = [fmt(v) for v in values] + [len(members), seeds]
+        if base is not None:
+            out.append(" ".join(base[id(r)].name for r in members))
         for m in metrics:
-            mean, std = stats[m]
-            out += [repr(mean), "" if math.isnan(std) else repr(std)]
+            s = stats[m]
+            out += [repr(s.mean), num(s.std), num(s.ci95)] + ([] if base is None else [s.n])
         w.writerow(out)
     return buf.getvalue()
 
 
-def pivot(rows, keys, row_keys, col_keys, metric):
-    """Markdown with row_keys down and col_keys across (the paper's layout) for one metric."""
+def pivot(rows, keys, row_keys, col_keys, metric, paired=None):
+    """Markdown with row_keys down and col_keys across (the paper's layout) for one metric
+    (paired: the text of the baseline selection; the cells are differences run - baseline)."""
     index = {k: i for i, k in enumerate(keys)}
     rvals, cvals, cells = {}, {}, {}
     for values, members, stats in rows:
@@ -136,12 +180,15 @@ def pivot(rows, keys, row_keys, col_keys, metric):
         rk, ck = tuple(map(fmt, rv)), tuple(map(fmt, cv))  # lists are values too: key by text
         rvals.setdefault(rk, rv)
         cvals.setdefault(ck, cv)
-        cells[(rk, ck)] = cell(metric, *stats[metric])
+        cells[(rk, ck)] = cell(metric, stats[metric])
     order = lambda d: sorted(d, key=lambda k: tuple(sort_key(v) for v in d[k]))  # noqa: E731
     rset, cset = order(rvals), order(cvals)
     head = [" ".join(short(k) for k in row_keys)] + [
         " ".join(f"{short(k)}={v}" for k, v in zip(col_keys, ck)) for ck in cset]
-    lines = [f"{metric}: " + METRICS[metric][3], "",
+    title = f"{metric}: " + METRICS[metric][3]
+    if paired:
+        title = f"Δ{metric}: run - baseline ({paired}) of the " + METRICS[metric][3]
+    lines = [title, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rk in rset:
         lines.append("| " + " ".join(rk) + " | " + " | ".join(cells.get((rk, ck), "") for ck in cset) + " |")

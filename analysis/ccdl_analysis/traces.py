@@ -31,12 +31,14 @@ PHASE_COLUMNS = ("phase", "start_step", "end_step", "max_xi", "mean_rounds")
 COLUMN_KINDS = {
     "steps": {"step": "i", "epoch": "i", "phase": "i", "lr": "f", "loss": "f", "grad_norm": "f",
               "xi": "f", "theta": "f", "target": "f", "policy": "i", "rounds": "i", "capped": "i",
-              "compute_s": "f", "comm_s": "f"},
+              "compute_s": "f", "comm_s": "f",
+              "bytes_mean": "f", "bytes_max": "f", "messages_mean": "f", "messages_max": "f"},
     "epochs": {"epoch": "i", "train_loss": "f", "test_loss": "f", "test_acc": "f", "xi_mean": "f",
                "wall_s": "f", "worker_test_acc": "f", "val_bleu": "f", "test_bleu": "f",
                "test_ppl": "f"},
     "phases": {"phase": "i", "start_step": "i", "end_step": "i", "policy": "i", "max_xi": "f",
-               "mean_rounds": "f", "capped_steps": "i", "target": "f"},
+               "mean_rounds": "f", "capped_steps": "i", "target": "f",
+               "bytes_mean": "f", "bytes_max": "f", "messages_mean": "f", "messages_max": "f"},
     "resumes": {"step": "i", "ranks": "i", "unix_time": "f"},
 }
 # The root attributes (docs/trace.md). format and format_version are newer than ccdl 0.1:
@@ -144,12 +146,13 @@ def sort_key(value):
 
 
 class Run:
-    def __init__(self, path, attrs, spec, steps, epochs, phases):
+    def __init__(self, path, attrs, spec, steps, epochs, phases, resumes=None):
         self.path = path
         self.attrs = attrs
         self.spec = spec
         self.flat = flatten(spec)
         self.steps, self.epochs, self.phases = steps, epochs, phases
+        self.resumes = resumes or {}  # read only when asked for (need["resumes"]), else {}
         self.name = spec.get("name") or os.path.splitext(os.path.basename(path))[0]
 
     def policies(self):
@@ -345,7 +348,8 @@ def _read_group(f, path, group, required, completed):
 
 
 def load(path, need=None, allow_incomplete=False):
-    """need: {"steps": [...], "epochs": [...], "phases": [...]} columns that must exist.
+    """need: {"steps": [...], "epochs": [...], "phases": [...]} columns that must exist;
+    a "resumes" entry (its columns needed where the group exists) also reads /resumes.
     Read in a child process (isolated): HDF5 may crash or hang on a damaged file."""
     regular(path)
     return isolated(_load, path, need or {}, allow_incomplete)
@@ -365,12 +369,16 @@ def _load(path, need, allow_incomplete):
                                    f"{brief(attrs['exit_reason'], 200)}); pass --allow-incomplete to use it")
         groups = {g: _read_group(f, path, g, list(need.get(g, ())), completed)
                   for g in ("steps", "epochs", "phases")}
+        # /resumes (the run history) only for who asks for it: its absence is no error
+        # (older traces), and the other commands stay as they were on damaged ones
+        groups["resumes"] = _read_group(f, path, "resumes", list(need["resumes"]), completed) \
+            if "resumes" in need else {}
     # an unfinished run (accepted with allow_incomplete) may not have reached a group yet,
     # e.g. /phases before its first phase ends: its metrics come out blank, not an error
     for g, cols in need.items():
-        if cols and completed == 1 and len(next(iter(groups[g].values()), [])) == 0:
+        if cols and g != "resumes" and completed == 1 and len(next(iter(groups[g].values()), [])) == 0:
             raise TraceError(path, f"/{g} has no rows")
-    return Run(path, attrs, spec, groups["steps"], groups["epochs"], groups["phases"])
+    return Run(path, attrs, spec, groups["steps"], groups["epochs"], groups["phases"], groups["resumes"])
 
 
 def trace_paths(inputs, allow_incomplete=False):
