@@ -7,6 +7,7 @@
  *   ccdl trace-columns                      print the trace column reference (Markdown)
  *   ccdl topology [--kinds K,..] [--n N,..] [--json]   degree, spectral gap, mixing rate
  *   ccdl consensus-bench [options]          the consensus averaging problem (under MPI)
+ *   ccdl netbench [options]                 latency and bandwidth between ranks (under MPI)
  *   ccdl --help | --version
  *
  * Exit codes: 0 ok, 1 failure while running, 2 bad input, 3 stopped by a signal with a
@@ -22,6 +23,7 @@
 
 #include "config.h"
 #include "consensus_bench.h"
+#include "netbench.h"
 #include "spec.h"
 #include "topology.h"
 #include "trace.h"
@@ -36,6 +38,7 @@ static const char usage[] =
     "  or:  ccdl topology [--kinds K1,K2,..] [--n N1,N2,..] [--json]\n"
     "  or:  ccdl consensus-bench [--n N] [--d D] [--kinds K1,..] [--targets F1,..] "
     "[--max-rounds R] [--seed S] [--out FILE.h5]\n"
+    "  or:  ccdl netbench [--min-bytes B] [--max-bytes B] [--repeats N] [--json]\n"
     "  or:  ccdl --help | --version\n"
     "Decentralized deep learning experiments with consensus control. Run under MPI to\n"
     "spread the spec's workers over ranks: mpiexec -n P ccdl run SPEC (P must divide the\n"
@@ -48,6 +51,7 @@ static const char usage[] =
     "  trace-columns         print the trace column reference (Markdown)\n"
     "  topology              degree, spectral gap and mixing rate of topologies\n"
     "  consensus-bench       the consensus averaging problem, under MPI\n"
+    "  netbench              latency and bandwidth between ranks (ping-pong), under MPI\n"
     "\n"
     "Options of run:\n"
     "  --out FILE            write the trace to FILE instead of the spec's trace.path\n"
@@ -55,6 +59,12 @@ static const char usage[] =
     "  --progress [SECONDS]  print a progress line within epochs every SECONDS (default 60)\n"
     "  --resume              continue from the run's checkpoint if there is one\n"
     "  --force               train again over a completed trace\n"
+    "\n"
+    "Options of netbench (at least 2 ranks; rank 0 with each other rank in turn):\n"
+    "  --min-bytes B         smallest message (default 8); sizes grow 8-fold from it\n"
+    "  --max-bytes B         largest message (default 16M); B takes a K, M or G suffix\n"
+    "  --repeats N           timed round trips per size, after 3 warm-up (default 20)\n"
+    "  --json                print one JSON object (latency_s, bandwidth_Bps, sizes, ..)\n"
     "\n"
     "Exit status: 0 ok, 1 failure while running, 2 bad input (spec, data file, checkpoint,\n"
     "command line), 3 stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
@@ -182,18 +192,16 @@ static int command_topology(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- ccdl consensus-bench */
 
-/* An integer option in [lo, hi]: digits only (no sign, no wrap-around), no overflow. */
+/* An integer option in [lo, hi]: digits only (no sign, no wrap-around), no overflow.
+ * -1 + err (its text names the option) otherwise. */
 static int parse_integer(const char *opt, const char *v, unsigned long long lo,
-                         unsigned long long hi, unsigned long long *out) {
+                         unsigned long long hi, unsigned long long *out, ccdl_error *err) {
     char *end = NULL;
     errno = 0;
     unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
-    if (!end || *end || errno == ERANGE || x < lo || x > hi) {
-        fprintf(stderr, "ccdl: consensus-bench: %s: expected an integer in [%llu, %llu]; got '%s'",
-                opt, lo, hi, v);
-        fputs(" (see ccdl --help)\n", stderr);
-        return -1;
-    }
+    if (!end || *end || errno == ERANGE || x < lo || x > hi)
+        return ccdl_fail(err, CCDL_ERR_INPUT, "%s: expected an integer in [%llu, %llu]; got '%s'",
+                         opt, lo, hi, v);
     *out = x;
     return 0;
 }
@@ -210,18 +218,23 @@ static int parse_bench_options(int argc, char **argv, consensus_bench_options *o
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         unsigned long long x = 0;
+        ccdl_error err;
         if (!v) return usage_error("consensus-bench: %s needs a value", a);
         if (strcmp(a, "--n") == 0) {
-            if (parse_integer(a, v, 1, BENCH_MAX_N, &x)) return CCDL_EXIT_INPUT;
+            if (parse_integer(a, v, 1, BENCH_MAX_N, &x, &err))
+                return usage_error("consensus-bench: %s", err.text);
             o->n = (int)x;
         } else if (strcmp(a, "--d") == 0) {
-            if (parse_integer(a, v, 1, BENCH_MAX_D, &x)) return CCDL_EXIT_INPUT;
+            if (parse_integer(a, v, 1, BENCH_MAX_D, &x, &err))
+                return usage_error("consensus-bench: %s", err.text);
             o->d = (size_t)x;
         } else if (strcmp(a, "--max-rounds") == 0) {
-            if (parse_integer(a, v, 1, BENCH_MAX_ROUNDS, &x)) return CCDL_EXIT_INPUT;
+            if (parse_integer(a, v, 1, BENCH_MAX_ROUNDS, &x, &err))
+                return usage_error("consensus-bench: %s", err.text);
             o->max_rounds = (int)x;
         } else if (strcmp(a, "--seed") == 0) {
-            if (parse_integer(a, v, 0, ULLONG_MAX, &x)) return CCDL_EXIT_INPUT;
+            if (parse_integer(a, v, 0, ULLONG_MAX, &x, &err))
+                return usage_error("consensus-bench: %s", err.text);
             o->seed = x;
         } else if (strcmp(a, "--kinds") == 0) {
             snprintf(kinds_buf, kinds_cap, "%s", v);
@@ -272,6 +285,87 @@ static int command_consensus_bench(int argc, char **argv) {
     return code;
 }
 
+/* ---------------------------------------------------------------- ccdl netbench */
+
+/* A message size: digits, optionally K, M or G (KiB, MiB, GiB; "KiB" etc. accepted too),
+ * in [1, NETBENCH_MAX_BYTES]. -1 + err naming the option otherwise. */
+static int parse_bytes(const char *opt, const char *v, size_t *out, ccdl_error *err) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0, unit = 0;
+    if (end && errno != ERANGE) {
+        const char *suffix = end[0] && (!end[1] || strcmp(end + 1, "iB") == 0) ? end : "?";
+        unit = !end[0]            ? 1
+               : suffix[0] == 'K' ? 1ull << 10
+               : suffix[0] == 'M' ? 1ull << 20
+               : suffix[0] == 'G' ? 1ull << 30
+                                  : 0;
+    }
+    if (!unit || x < 1 || x > NETBENCH_MAX_BYTES / unit)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: expected a size in bytes in [1, %u] (or with K, M, G); got '%s'", opt,
+                         NETBENCH_MAX_BYTES, v);
+    *out = (size_t)(x * unit);
+    return 0;
+}
+
+/* Options as given; a bound not given follows the other one (--max-bytes 4: one size). */
+static int parse_netbench_options(int argc, char **argv, netbench_options *o, ccdl_error *err) {
+    o->min_bytes = NETBENCH_DEFAULT_MIN, o->max_bytes = NETBENCH_DEFAULT_MAX;
+    o->repeats = NETBENCH_DEFAULT_REPEATS, o->json = 0;
+    int min_given = 0, max_given = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        unsigned long long x = 0;
+        if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+            continue;
+        }
+        if (a[0] != '-') return ccdl_fail(err, CCDL_ERR_INPUT, "unexpected argument '%s'", a);
+        if (strcmp(a, "--min-bytes") && strcmp(a, "--max-bytes") && strcmp(a, "--repeats"))
+            return ccdl_fail(err, CCDL_ERR_INPUT, "unknown option '%s'", a);
+        if (!v) return ccdl_fail(err, CCDL_ERR_INPUT, "%s needs a value", a);
+        i++;
+        if (strcmp(a, "--min-bytes") == 0) {
+            if (parse_bytes(a, v, &o->min_bytes, err)) return -1;
+            min_given = 1;
+        } else if (strcmp(a, "--max-bytes") == 0) {
+            if (parse_bytes(a, v, &o->max_bytes, err)) return -1;
+            max_given = 1;
+        } else {
+            if (parse_integer(a, v, 1, NETBENCH_MAX_REPEATS, &x, err)) return -1;
+            o->repeats = (int)x;
+        }
+    }
+    if (min_given && max_given && o->min_bytes > o->max_bytes)
+        return ccdl_fail(err, CCDL_ERR_INPUT, "--min-bytes %zu is larger than --max-bytes %zu",
+                         o->min_bytes, o->max_bytes);
+    if (!min_given && o->min_bytes > o->max_bytes) o->min_bytes = o->max_bytes;
+    if (!max_given && o->max_bytes < o->min_bytes) o->max_bytes = o->min_bytes;
+    return 0;
+}
+
+/* Options are parsed after MPI_Init (every rank alike, so all fail together) so that only
+ * rank 0 prints the error line. */
+static int command_netbench(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    netbench_options o;
+    ccdl_error err;
+    ccdl_error_clear(&err);
+    int code = CCDL_EXIT_OK;
+    if (parse_netbench_options(argc, argv, &o, &err)) {
+        if (rank == 0) fprintf(stderr, "ccdl: netbench: %s (see ccdl --help)\n", err.text);
+        code = CCDL_EXIT_INPUT;
+    } else if (netbench_run(&o, MPI_COMM_WORLD, &err)) {
+        if (rank == 0) fprintf(stderr, "ccdl: netbench: %s\n", err.text);
+        code = exit_code(&err);
+    }
+    MPI_Finalize();
+    return code;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return usage_error("%s", "missing command");
     const char *cmd = argv[1];
@@ -293,6 +387,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "topology") == 0) return command_topology(argc, argv);
     if (strcmp(cmd, "consensus-bench") == 0) return command_consensus_bench(argc, argv);
+    if (strcmp(cmd, "netbench") == 0) return command_netbench(argc, argv);
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "validate") != 0)
         return usage_error("unknown command '%s'", cmd);
     const char *spec_path = NULL;
