@@ -60,12 +60,19 @@ METRICS = {
                 "mean consensus distance over all steps"),
     "wall_s": ({"epochs": ["wall_s"]}, lambda r: _final(r, "epochs", "wall_s"), "{:.1f}",
                "wall-clock seconds of the run"),
+    "gb_sent": ({"steps": ["bytes_mean"]}, lambda r: float(np.sum(r.steps["bytes_mean"])) / 1e9, "{:.3f}",
+                "GB (1e9 bytes) each worker sent over the run, mean over workers (/steps/bytes_mean)"),
+    "messages": ({"steps": ["messages_mean"]}, lambda r: float(np.sum(r.steps["messages_mean"])), "{:.0f}",
+                 "messages each worker sent over the run, mean over workers (/steps/messages_mean)"),
 }
 for _k in (1, 2, 3):
     METRICS[f"rounds_p{_k}"] = ({"phases": ["phase", "mean_rounds"]}, _phase("mean_rounds", _k), "{:.2f}",
                                 f"mean gossip rounds per step in phase {_k} (/phases/mean_rounds)")
     METRICS[f"max_xi_p{_k}"] = ({"phases": ["phase", "max_xi"]}, _phase("max_xi", _k), "{:.4g}",
                                 f"maximum consensus distance in phase {_k} (/phases/max_xi)")
+    METRICS[f"gb_sent_p{_k}"] = ({"phases": ["phase", "bytes_mean"]},
+                                 lambda r, f=_phase("bytes_mean", _k): f(r) / 1e9, "{:.3f}",
+                                 f"GB each worker sent in phase {_k} (/phases/bytes_mean)")
 DEFAULT_METRICS = ("test_acc", "train_loss", "rounds")
 
 
