@@ -196,7 +196,8 @@ static const field slowmo_fields[] = {
     LATER_NUM("tau", F_INT, communication.slowmo.tau, 0, 1000000,
               "every tau steps, after the phase's own communication, average exactly and apply "
               "the slow momentum update (0: off)"),
-    LATER_NUM("alpha", F_DOUBLE, communication.slowmo.alpha, 0, 1e3, "slow learning rate"),
+    LATER_NUM("alpha", F_DOUBLE, communication.slowmo.alpha, 1e-9, 1e3,
+              "slow learning rate (> 0: at 0 the outer iterate never moves)"),
     LATER_NUM("beta", F_DOUBLE, communication.slowmo.beta, 0, 0.999999, "slow momentum"),
     FIELD_END};
 
@@ -526,6 +527,17 @@ static int spec_validate(const ccdl_spec *s, const char *src, ccdl_error *err) {
                          (long long)s->data.train_subset);
     const int phases = spec_phase_count(s);
     const struct spec_communication *c = &s->communication;
+    if (s->schedule.n_extra && s->schedule.kind != SCHEDULE_STEP)
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: schedule.extra_epochs: needs schedule.kind \"step\" (a cosine or "
+                         "inverse_sqrt rate is a function of the whole run, not of the phase)",
+                         src);
+    const struct spec_slowmo *sm = &s->communication.slowmo;
+    if (sm->tau == 0 && (sm->alpha != 1.0 || sm->beta != 0.0))
+        return ccdl_fail(err, CCDL_ERR_INPUT,
+                         "%s: communication.slowmo.%s: has no effect without "
+                         "communication.slowmo.tau > 0",
+                         src, sm->alpha != 1.0 ? "alpha" : "beta");
     if (s->schedule.n_extra > phases)
         return ccdl_fail(err, CCDL_ERR_INPUT,
                          "%s: schedule.extra_epochs: expected at most one entry per phase (%d, "
@@ -601,6 +613,11 @@ int spec_parse(const char *json_text, const char *source, ccdl_spec *spec, ccdl_
     }
     if (spec->trace.path[0] == '\0')
         snprintf(spec->trace.path, sizeof spec->trace.path, "%s.h5", spec->name);
+    /* one spelling per experiment: trailing zero extra epochs say nothing ([2, 0] is [2], [0]
+     * is no key), so the canonical spec, and with it resume and reference checks, agree */
+    while (spec->schedule.n_extra > 0 &&
+           spec->schedule.extra_epochs[spec->schedule.n_extra - 1] == 0)
+        spec->schedule.n_extra--;
     return spec_validate(spec, source, err);
 }
 

@@ -324,7 +324,8 @@ static step_result train_step(run_state *r, int64_t step_in_epoch, int64_t step,
                         &res.comm);
     res.xi = res.comm.xi; /* measured by exact control already, else measured now */
     if (slowmo_due(&r->slowmo, step)) {
-        slowmo_outer_step(&r->slowmo, &r->ws, &r->mix, &r->cons, lr, &res.comm.sent);
+        slowmo_outer_step(&r->slowmo, &r->ws, &r->mix, &r->cons, lr,
+                          res.comm.policy == POLICY_ALLREDUCE, &res.comm.sent);
         res.xi = NAN; /* control's Xi was before the outer step */
     }
     if (isnan(res.xi) && s->trace.measure_xi) res.xi = consensus_distance_exact(&r->cons, params);

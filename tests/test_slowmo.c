@@ -64,7 +64,7 @@ static void test_quadratic(void) {
                 x[i][k] -= (float)(gamma * A[i]) * (x[i][k] - (float)c[i][k]);
         CHECK(slowmo_due(&sm, step) == ((step + 1) % TAU == 0));
         if (!slowmo_due(&sm, step)) continue;
-        slowmo_outer_step(&sm, &ws, &gg, &cons, gamma, &sent);
+        slowmo_outer_step(&sm, &ws, &gg, &cons, gamma, 0, &sent);
         for (int k = 0; k < D; k++) {
             double mean = 0;
             for (int i = 0; i < N; i++)
@@ -109,7 +109,7 @@ static void test_plain_average(void) {
     for (int i = 0; i < N; i++) x[i][0] += 0.37f; /* a step away from x0 */
     for (int i = 0; i < N; i++) copy[i][0] = x[i][0];
     traffic sent = {0};
-    slowmo_outer_step(&sm, &ws, &gg, &cons, 0.013, &sent);
+    slowmo_outer_step(&sm, &ws, &gg, &cons, 0.013, 0, &sent);
     float *rows[N];
     for (int i = 0; i < N; i++) rows[i] = copy[i];
     consensus_average(&cons, rows);
@@ -118,10 +118,49 @@ static void test_plain_average(void) {
     worker_state_free(&ws);
 }
 
+/* A second mixed buffer (gossiped moments) is averaged with the parameters and paid for; a
+ * step whose policy averaged already is not averaged or paid for again, and ends the same. */
+static void test_group_and_averaged(void) {
+    const struct spec_slowmo cfg = {2, 0.7, 0.5};
+    worker_state ws;
+    slowmo sm;
+    consensus cons;
+    layout lay;
+    int hx;
+    setup(&ws, &sm, &cfg, &cons, &lay, &hx);
+    int hm = worker_state_declare(&ws, "moments", D, WS_GOSSIPED);
+    float **x = worker_state_buffers(&ws, hx), **m = worker_state_buffers(&ws, hm);
+    rng_t r;
+    rng_seed(&r, 7, RNG_TEST, 0, 0);
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < D; k++)
+            x[i][k] = (float)rng_normal(&r), m[i][k] = (float)rng_normal(&r);
+    gossip_group gg = {2, {x, m}, {NULL, NULL}};
+    slowmo_start(&sm, &ws, x, &cons);
+    traffic sent = {0};
+    slowmo_outer_step(&sm, &ws, &gg, &cons, 0.1, 0, &sent);
+    CHECK_CLOSE(sent.bytes_mean, 2 * 2.0 * (N - 1) / N * D * 4, 0, 1e-12);
+    for (int i = 1; i < N; i++) CHECK(memcmp(m[i], m[0], D * sizeof(float)) == 0);
+    /* already averaged: the same outer step with nothing to pay */
+    float u_before[D], same[D];
+    memcpy(u_before, worker_state_buffers(&ws, sm.h_u)[0], sizeof u_before);
+    for (int k = 0; k < D; k++) same[k] = x[0][k] * 0.5f + 0.25f;
+    for (int i = 0; i < N; i++) memcpy(x[i], same, sizeof same); /* as an All-Reduce leaves them */
+    traffic none = {0};
+    slowmo_outer_step(&sm, &ws, &gg, &cons, 0.1, 1, &none);
+    CHECK(none.bytes_mean == 0 && none.messages_max == 0);
+    float **x0 = worker_state_buffers(&ws, sm.h_x0), **u = worker_state_buffers(&ws, sm.h_u);
+    for (int k = 0; k < D; k++) CHECK_CLOSE(x[N - 1][k], x0[0][k], 0, 0);
+    for (int k = 0; k < D; k++) CHECK(u[0][k] != u_before[k]); /* the slow step was taken */
+    consensus_free(&cons);
+    worker_state_free(&ws);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     test_quadratic();
     test_plain_average();
+    test_group_and_averaged();
     MPI_Finalize();
     return check_exit();
 }

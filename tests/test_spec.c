@@ -51,6 +51,32 @@ int main(void) {
     free(canon);
     free(canon2);
 
+    /* keys added later keep the canonical text of specs that leave them alone, and trailing
+     * zero extra epochs are no extra epochs */
+    CHECK(spec_parse("{\"schedule\": {\"decay_at\": [0.5], \"extra_epochs\": [3, 0]}}", "t.json",
+                     &s, &err) == 0);
+    CHECK(s.schedule.n_extra == 1 && s.schedule.extra_epochs[0] == 3 &&
+          spec_total_epochs(&s) == 13);
+    canon = spec_canonical_json(&s);
+    CHECK(strstr(canon, "\"extra_epochs\":[3]") != NULL);
+    free(canon);
+    const char *plain = "{\"schedule\": {\"decay_at\": [0.5]}}";
+    const char *zeros = "{\"schedule\": {\"decay_at\": [0.5], \"extra_epochs\": [0]},"
+                        " \"communication\": {\"slowmo\": {\"tau\": 0}}}";
+    CHECK(spec_parse(plain, "t.json", &s, &err) == 0);
+    canon = spec_canonical_json(&s);
+    CHECK(spec_parse(zeros, "t.json", &s2, &err) == 0);
+    canon2 = spec_canonical_json(&s2);
+    CHECK_MSG(strcmp(canon, canon2) == 0, "%s vs %s", canon, canon2);
+    CHECK(strstr(canon, "slowmo") == NULL && strstr(canon, "extra_epochs") == NULL);
+    free(canon);
+    free(canon2);
+    CHECK(spec_parse("{\"communication\": {\"slowmo\": {\"tau\": 4, \"beta\": 0.5}}}", "t.json", &s,
+                     &err) == 0);
+    canon = spec_canonical_json(&s);
+    CHECK(strstr(canon, "\"slowmo\":{\"beta\":0.5,\"tau\":4}") != NULL);
+    free(canon);
+
     CHECK(spec_parse("{}", "t.json", &s, &err) == 0);
     CHECK(s.workers == 8 && s.topology.kind == TOPO_RING);
 

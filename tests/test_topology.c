@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "topology.h"
+#include "traffic.h"
 
 /* Dense W from the rows, checking column order on the way. */
 static double *dense_checked(const topology *t, int64_t round) {
@@ -51,6 +52,30 @@ static double ring_p(int n) {
     return 1 - l * l;
 }
 
+/* traffic.c's neighbour counts (cached per period, complete graphs and matchings in closed
+ * form) against the non-zero off-diagonal entries of the dense W^t of the same round. */
+static void check_traffic(const topology *t, int64_t round) {
+    traffic_model m;
+    traffic_model_init(&m, t);
+    traffic got = {0};
+    traffic_gossip_round(&m, round, 10, 2, &got);
+    double *W = topology_dense(t, round);
+    int n = t->n, most = 0;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        int deg = 0;
+        for (int j = 0; j < n; j++) deg += j != i && W[(size_t)i * n + j] != 0;
+        sum += deg;
+        if (deg > most) most = deg;
+    }
+    free(W);
+    CHECK_MSG(fabs(got.messages_mean - 2 * sum / n) < 1e-12 && got.messages_max == 2 * most,
+              "kind %d n %d round %lld: %g %g, want %g %d", t->kind, n, (long long)round,
+              got.messages_mean, got.messages_max, 2 * sum / n, 2 * most);
+    CHECK(fabs(got.bytes_mean - got.messages_mean * 40) < 1e-9 && got.bytes_max == 80.0 * most);
+    traffic_model_free(&m);
+}
+
 int main(void) {
     /* rows of every kind for every n it supports, over several rounds */
     for (int kind = 0; kind < TOPO_KIND_COUNT; kind++)
@@ -62,8 +87,26 @@ int main(void) {
                 continue;
             }
             topology t = {kind, n, 42};
-            for (int64_t r = 0; r < 9; r++) check_mixing(&t, r);
+            for (int64_t r = 0; r < 9; r++) check_mixing(&t, r), check_traffic(&t, r);
         }
+
+    /* the counts spelled out: a ring of 2 has one neighbour, an odd matching idles one */
+    {
+        traffic_model m;
+        traffic a = {0}, b = {0}, c = {0};
+        topology ring2 = {TOPO_RING, 2, 1}, match5 = {TOPO_RANDOM_MATCHING, 5, 1};
+        traffic_model_init(&m, &ring2);
+        traffic_gossip_round(&m, 0, 1, 1, &a);
+        traffic_model_free(&m);
+        CHECK(a.messages_mean == 1 && a.messages_max == 1 && a.bytes_max == 4);
+        traffic_model_init(&m, &match5);
+        traffic_gossip_round(&m, 3, 1, 1, &b);
+        traffic_model_free(&m);
+        CHECK(fabs(b.messages_mean - 0.8) < 1e-15 && b.messages_max == 1);
+        traffic_allreduce(4, 100, 4, &c); /* ring: 6 messages of 25 floats */
+        traffic_reduce_scalars(5, 2, &c); /* recursive doubling: 3 messages of 2 doubles */
+        CHECK(c.messages_max == 9 && c.bytes_mean == 6 * 100 + 3 * 16);
+    }
 
     /* refusals */
     ccdl_error err;

@@ -27,15 +27,16 @@ spec local ring '{"mode": "local", "local_steps": 3}'
 spec exact ring '{"mode": "controlled", "control": {"metric": "exact", "value": 0.02, "max_rounds": 4}}'
 spec estimate exponential '{"mode": "controlled", "control": {"metric": "estimate", "value": 0.01, "max_rounds": 4}}'
 spec moments ring '{"mode": "gossip"}' '{"kind": "adam", "gossip_moments": true}'
+spec slowmo_allreduce ring '{"mode": "allreduce", "slowmo": {"tau": 2, "beta": 0.5}}'
 spec guideline ring '{"phases": ["controlled", "allreduce"], "control": {"metric": "estimate", "target": "adaptive", "factor": 0.001, "max_rounds": 3}}'
 
-runs="$kinds allreduce local exact estimate moments guideline"
+runs="$kinds allreduce slowmo_allreduce local exact estimate moments guideline"
 for r in $runs; do
     "$CCDL" run "$work/$r.json" --quiet --out "$work/$r.h5" || fail "run $r"
 done
 
 "$PYTHON" - "$work" $runs <<'PY' \
-    && pass "bytes and messages per step for 7 topologies, all-reduce, local, control (exact, estimate, adaptive), gossiped moments; /phases sums" \
+    && pass "bytes and messages per step for 7 topologies, all-reduce, local, control (exact, estimate, adaptive), gossiped moments, SlowMo over All-Reduce; /phases sums" \
     || fail "traffic oracle"
 import os
 import sys
@@ -48,6 +49,7 @@ n, d = 16, 784 * 8 + 8 + 8 * 10 + 10
 F, S = 4.0, 8.0  # bytes of a float parameter, of a double scalar
 ring_allreduce = 2 * (n - 1) / n  # bytes per byte of vector, per worker
 allreduce_messages = 2 * (n - 1)
+scalar_messages = 4  # a scalar reduction: recursive doubling, log2(16) exchanges
 
 
 def neighbours(kind, rnd, i, partner=None):
@@ -96,25 +98,25 @@ for r in runs:
             vectors = 3 if r == "moments" else 1  # parameters, adam m and v
             mean, most = expect_gossip_round(kind, t)
             want[t] = [mean * d * F * vectors, most * d * F * vectors, mean * vectors, most * vectors]
-        elif r == "allreduce":
+        elif r in ("allreduce", "slowmo_allreduce"):  # SlowMo does not average twice
             b = ring_allreduce * d * F
             want[t] = [b, b, allreduce_messages, allreduce_messages]
         elif r == "local":
             if (t + 1) % 3 == 0:
                 want[t] = [2 * d * F, 2 * d * F, 2, 2]
         elif r == "exact":  # per round: the ring round, Xi's model average and its scalar sum
-            per = 2 * d * F + ring_allreduce * (d * F + S)
-            want[t] = [rounds[t] * per, rounds[t] * per, rounds[t] * (2 + 2 * allreduce_messages),
-                       rounds[t] * (2 + 2 * allreduce_messages)]
+            per = 2 * d * F + ring_allreduce * d * F + scalar_messages * S
+            m = rounds[t] * (2 + allreduce_messages + scalar_messages)
+            want[t] = [rounds[t] * per, rounds[t] * per, m, m]
         elif r == "estimate":  # per round: the exponential graph's round and Theta's scalar sum
-            per = 7 * d * F + ring_allreduce * S
-            want[t] = [rounds[t] * per, rounds[t] * per, rounds[t] * (7 + allreduce_messages),
-                       rounds[t] * (7 + allreduce_messages)]
+            per = 7 * d * F + scalar_messages * S
+            m = rounds[t] * (7 + scalar_messages)
+            want[t] = [rounds[t] * per, rounds[t] * per, m, m]
         elif r == "guideline":  # phase 1 controlled on an adaptive target (one scalar sum)
             if st["phase"][t] == 1:
-                per = 2 * d * F + ring_allreduce * S
-                b = rounds[t] * per + ring_allreduce * S
-                m = rounds[t] * (2 + allreduce_messages) + allreduce_messages
+                per = 2 * d * F + scalar_messages * S
+                b = rounds[t] * per + scalar_messages * S
+                m = rounds[t] * (2 + scalar_messages) + scalar_messages
                 want[t] = [b, b, m, m]
             else:
                 b = ring_allreduce * d * F

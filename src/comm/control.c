@@ -9,14 +9,19 @@
 void control_init(control *c, const ccdl_spec *spec, size_t d, const double *phase_target) {
     memset(c, 0, sizeof *c);
     c->d = d;
-    topology t = {(topology_kind)spec->topology.kind, spec->workers, (uint64_t)spec->seed};
-    traffic_model_init(&c->traffic, &t);
     c->phases = spec_phase_count(spec);
     c->local_steps = spec->communication.local_steps;
     c->cfg = spec->communication.control;
+    int gossips = 0;
     for (int k = 0; k < c->phases; k++) {
         c->policy[k] = spec_phase_policy(spec, k + 1);
         c->phase_target[k] = phase_target[k];
+        gossips += c->policy[k] != POLICY_ALLREDUCE;
+    }
+    /* the topology's degrees, only when some phase gossips (it may not suit n otherwise) */
+    if (gossips) {
+        topology t = {(topology_kind)spec->topology.kind, spec->workers, (uint64_t)spec->seed};
+        traffic_model_init(&c->traffic, &t);
     }
 }
 
@@ -41,7 +46,7 @@ static double step_target(const control *c, control_state *st, int phase, double
  * there). */
 static double gossip_once(const control *c, control_state *st, gossip_group *gg, consensus *cons,
                           double *theta2, traffic *sent) {
-    traffic_gossip_round((traffic_model *)&c->traffic, st->round, c->d, gg->n, sent);
+    traffic_gossip_round(&c->traffic, st->round, c->d, gg->n, sent);
     gossip_group_round(gg, st->round++, theta2);
     return consensus_distance_estimate(cons, theta2);
 }
@@ -78,7 +83,7 @@ void control_communicate(const control *c, control_state *st, int phase, int64_t
     case POLICY_CONTROLLED: {
         out->target = step_target(c, st, phase, grad_norm);
         /* the adaptive target needs the mean gradient norm: one scalar reduction */
-        if (c->cfg.target == TARGET_ADAPTIVE) traffic_allreduce(n, 1, sizeof(double), &out->sent);
+        if (c->cfg.target == TARGET_ADAPTIVE) traffic_reduce_scalars(n, 1, &out->sent);
         int exact = c->cfg.metric == METRIC_EXACT;
         /* at least the step's own round, then more until the metric meets the target */
         for (;;) {
@@ -87,7 +92,7 @@ void control_communicate(const control *c, control_state *st, int phase, int64_t
             /* the metric's reductions: Xi averages the model and sums squares, Theta sums
              * the theta_i^2 */
             if (exact) traffic_allreduce(n, c->d, sizeof(float), &out->sent);
-            traffic_allreduce(n, 1, sizeof(double), &out->sent);
+            traffic_reduce_scalars(n, 1, &out->sent);
             double metric = exact ? (out->xi = consensus_distance_exact(cons, x)) : out->theta;
             if (isnan(out->target) || metric <= out->target) break;
             if (out->rounds >= c->cfg.max_rounds) {

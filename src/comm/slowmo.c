@@ -25,8 +25,8 @@ void slowmo_start(const slowmo *sm, worker_state *ws, float *const *params, cons
 }
 
 void slowmo_outer_step(const slowmo *sm, worker_state *ws, gossip_group *gg, consensus *cons,
-                       double lr, traffic *sent) {
-    for (int k = 0; k < gg->n; k++) {
+                       double lr, int averaged, traffic *sent) {
+    for (int k = 0; k < gg->n && !averaged; k++) {
         consensus_average(cons, gg->x[k]);
         traffic_allreduce(cons->lay.n, sm->d, sizeof(float), sent);
     }

@@ -11,6 +11,10 @@
  * mixed with the parameters (gossiped moments) are averaged with them; the local optimizer's
  * moments otherwise stay local, as in All-Reduce runs.
  *
+ * gamma is the learning rate of the outer step's own step: with a warm-up or a decay inside
+ * the last tau steps, (x0 - xbar) / gamma divides a displacement made at several rates by the
+ * latest one, as implementations of SlowMo with a schedule do.
+ *
  * u and x0 are the same on every worker; each worker holds its own copy in the worker-state
  * registry (slowmo_u, slowmo_x0), so checkpoints save and restore them with the rest. */
 #ifndef CCDL_SLOWMO_H
@@ -45,8 +49,10 @@ static inline int slowmo_due(const slowmo *sm, int64_t step) {
 }
 
 /* Collective: the outer step for every mixed buffer of gg (the parameters first), with the
- * step's learning rate; adds the exact averages to *sent. */
+ * step's learning rate; adds the exact averages to *sent. averaged: the step's own policy
+ * has just averaged exactly (an All-Reduce phase), so the average is not made, nor paid for,
+ * twice (averaging equal vectors would leave their bits anyway). */
 void slowmo_outer_step(const slowmo *sm, worker_state *ws, gossip_group *gg, consensus *cons,
-                       double lr, traffic *sent);
+                       double lr, int averaged, traffic *sent);
 
 #endif

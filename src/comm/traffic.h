@@ -7,8 +7,9 @@
  *     d floats per neighbour and per mixed buffer),
  *   - an exact average is a ring all-reduce: 2(n-1) messages of d/n floats per worker
  *     (reduce-scatter, then all-gather), 2(n-1)/n x d floats in all,
- *   - a reduction of s scalars (Theta, or Xi's sum of squares) is a ring all-reduce of s
- *     doubles.
+ *   - a reduction of s scalars (Theta, Xi's sum of squares, the mean gradient norm) is a
+ *     recursive-doubling all-reduce, as MPI libraries do for small messages: ceil(log2 n)
+ *     messages of s doubles per worker.
  * Per step, the _mean fields are the mean over workers of what each sends; the _max fields
  * add, round by round, the most any one worker sends in that round: rounds are synchronous,
  * so the busiest worker of each round sets the step's communication time (the network cost
@@ -27,25 +28,27 @@ typedef struct {
     double messages_mean, messages_max; /* messages sent per worker */
 } traffic;
 
-/* The neighbour counts of a topology's rounds, cached over its period (random matchings are
- * counted round by round). */
+/* The neighbour counts of a topology's rounds over its period: their sum over the workers and
+ * their maximum (complete graphs and random matchings in closed form). */
 typedef struct {
-    topology topo;
     int n;
-    int period;  /* rounds cached in degree[] (0: none, count each round) */
-    int *degree; /* [period * n] neighbours of worker i at round r: degree[r * n + i] */
-    int *cols;   /* [max_row] scratch */
-    double *weights;
+    int period;  /* rounds after which the counts repeat */
+    double *sum; /* [period] neighbours summed over the workers at round r */
+    int *most;   /* [period] the most neighbours any worker has at round r */
 } traffic_model;
 
 void traffic_model_init(traffic_model *m, const topology *t);
 void traffic_model_free(traffic_model *m);
 
 /* Add one gossip round at the given round index, mixing `vectors` buffers of d floats. */
-void traffic_gossip_round(traffic_model *m, int64_t round, size_t d, int vectors, traffic *acc);
+void traffic_gossip_round(const traffic_model *m, int64_t round, size_t d, int vectors,
+                          traffic *acc);
 
 /* Add one ring all-reduce of `count` elements of `size` bytes among n workers. */
 void traffic_allreduce(int n, size_t count, size_t size, traffic *acc);
+
+/* Add one all-reduce of `count` doubles among n workers (recursive doubling). */
+void traffic_reduce_scalars(int n, size_t count, traffic *acc);
 
 /* acc += t, field by field. */
 void traffic_add(traffic *acc, const traffic *t);
