@@ -13,7 +13,13 @@
  * - the ceiling: a 2048^3 dnnl_sgemm's GFLOP/s at the same thread count, timed in
  *   alternation with the training windows (8 rounds, best of each) so both see the same
  *   machine.
- * Usage: bench_transformer [steps]. */
+ * - cost per token, what sweeps/paper/README.md derives the transformer grid's core-hours from
+ *   (1 thread): milliseconds per training target token (forward + backward + Adam update) at
+ *   the grid's local batch of 512 padded tokens (32 pairs of 15 tokens + <eos>), and per
+ *   sentence pair of greedy decoding (the per-epoch BLEU of the validation and test sets) at
+ *   the same batch with translation.c's max_len of source length + 10; an untrained model
+ *   never emits <eos>, so decoding runs to max_len: an upper bound. Best of 5 windows.
+ * Usage: bench_transformer [steps] | bench_transformer cost (the cost figures only). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +29,7 @@
 
 #include "bench_common.h"
 #include "model.h"
+#include "optim.h"
 #include "rng.h"
 
 enum { B = 64, T = 16, WORKERS = 16, SRC_VOCAB = 5893, TGT_VOCAB = 7853 };
@@ -51,10 +58,10 @@ typedef struct {
     model_tokens b;
 } token_batch;
 
-static void random_batch(token_batch *tb, uint64_t seed) {
+static void random_batch_n(token_batch *tb, int rows, uint64_t seed) {
     rng_t r;
     rng_seed(&r, seed, RNG_TEST, 0, 0);
-    for (int i = 0; i < B; i++) {
+    for (int i = 0; i < rows; i++) {
         tb->tgt_in[i * T] = 2; /* <bos> */
         for (int t = 0; t < T - 1; t++) {
             tb->src[i * T + t] = 4 + (int32_t)rng_below(&r, SRC_VOCAB - 4);
@@ -63,7 +70,11 @@ static void random_batch(token_batch *tb, uint64_t seed) {
         }
         tb->src[i * T + T - 1] = tb->tgt_out[i * T + T - 1] = 3; /* <eos> */
     }
-    tb->b = (model_tokens){tb->src, tb->tgt_in, tb->tgt_out, B, T, T, 0, 2, 3};
+    tb->b = (model_tokens){tb->src, tb->tgt_in, tb->tgt_out, rows, T, T, 0, 2, 3};
+}
+
+static void random_batch(token_batch *tb, uint64_t seed) {
+    random_batch_n(tb, B, seed);
 }
 
 static void bench_memory(token_batch *tb) {
@@ -112,7 +123,66 @@ static void bench_threads(int threads, int steps, const gemm_bufs *g, token_batc
     *gemm_gflops = sgemm_gflops(best_gemm);
 }
 
+enum { COST_ROWS = 32, DECODE_EXTRA = 10 }; /* 32 x 16 = 512 tokens; translation.c's extra */
+
+/* ms per training target token (forward + backward + Adam step) and per decoded pair, 1 thread. */
+static void bench_cost(double *train_ms, double *decode_ms) {
+    omp_set_num_threads(1);
+    static token_batch tb;
+    random_batch_n(&tb, COST_ROWS, 3);
+    model *m = transformer();
+    const size_t d = model_param_count(m);
+    float *p = xalloc_floats(d), *gr = xalloc_floats(d), *am = xalloc_floats(d),
+          *av = xalloc_floats(d);
+    model_init_params(m, p, 1);
+    const adam_config opt = {0.9f, 0.98f, 1e-9f, 0.0f};
+    model_token_loss l = {0};
+    int64_t step = 0;
+    for (int i = 0; i < 2; i++, step++) { /* warm-up: sets made */
+        l = model_tokens_forward_backward(m, p, gr, &tb.b, 1, step, 0);
+        adam_step(&opt, 1e-4f, step + 1, p, gr, am, av, NULL, d);
+    }
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = wall_seconds();
+        for (int i = 0; i < 3; i++, step++) {
+            model_tokens_forward_backward(m, p, gr, &tb.b, 1, step, 0);
+            adam_step(&opt, 1e-4f, step + 1, p, gr, am, av, NULL, d);
+        }
+        double t = (wall_seconds() - t0) / 3;
+        if (t < best) best = t;
+    }
+    *train_ms = 1e3 * best / (double)l.tokens;
+    const int max_len = T + DECODE_EXTRA;
+    int32_t *out = xmalloc_array((size_t)COST_ROWS * max_len, sizeof(int32_t));
+    model_tokens_greedy(m, p, &tb.b, max_len, out); /* warm-up */
+    double best_dec = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = wall_seconds();
+        model_tokens_greedy(m, p, &tb.b, max_len, out);
+        double t = wall_seconds() - t0;
+        if (t < best_dec) best_dec = t;
+    }
+    *decode_ms = 1e3 * best_dec / COST_ROWS;
+    free(out), free(p), free(gr), free(am), free(av);
+    model_destroy(&m);
+}
+
+static void print_cost(void) {
+    double train_ms, decode_ms;
+    bench_cost(&train_ms, &decode_ms);
+    printf("cost (1 thread, %d pairs x %d tokens = %d padded tokens per batch): time per training "
+           "target token per core %.3f ms (forward + backward + Adam update; %.1f ms per sentence "
+           "pair of %d target tokens); greedy decoding %.1f ms per pair (max_len %d, untrained: "
+           "never stops early)\n",
+           COST_ROWS, T, COST_ROWS * T, train_ms, train_ms * T, T, decode_ms, T + DECODE_EXTRA);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "cost") == 0) {
+        print_cost();
+        return 0;
+    }
     const int steps = argc > 1 ? atoi(argv[1]) : 3; /* per timing window */
     static token_batch tb;
     random_batch(&tb, 1);
@@ -136,5 +206,6 @@ int main(int argc, char **argv) {
                100 * gflops / ceiling);
     }
     gemm_bufs_free(&g);
+    print_cost();
     return 0;
 }
