@@ -97,6 +97,8 @@ def expand(sweep_path, out_dir, ccdl=None, validate=True, sets=(), binary_checks
     meta = {"sweep": sweep["name"], "description": sweep.get("description", ""),
             "source": os.path.abspath(sweep_path), "ccdl": binary, "validated": bool(validate),
             "sets": [[p, v] for p, v in parse_sets(sets)], "slurm": sweep["slurm"]}
+    if schema is not None:  # what a trace leaves out of its resolved spec at the default
+        meta["defaults"] = {p: schema.default(p) for p in sorted(schema.keys)}
     own_lock = lock is None
     if own_lock:
         lock = dirlock.DirLock(out_dir, "expand")
@@ -126,7 +128,7 @@ def run_states(directory, doc, with_queue=True):
     out = []
     for e in doc["runs"]:
         spec = manifest.read_spec(directory, e)
-        st, detail = traces.state(os.path.join(directory, e["trace"]), spec)
+        st, detail = traces.state(os.path.join(directory, e["trace"]), spec, doc.get("defaults"))
         q = (queued or {}).get(e["index"])
         if q and st != "completed":
             resumable = f"; {detail}" if st == "resumable" else ""
@@ -352,7 +354,8 @@ def _local(directory, ranks, ccdl, mpiexec, dry_run):
         with open(log, "w", encoding="utf-8") as f:
             rc = subprocess.run(cmd, cwd=directory, stdout=f, stderr=subprocess.STDOUT).returncode
         try:
-            st, detail = traces.state(os.path.join(directory, e["trace"]), manifest.read_spec(directory, e))
+            st, detail = traces.state(os.path.join(directory, e["trace"]), manifest.read_spec(directory, e),
+                                      doc.get("defaults"))
         except SweepError as err:  # the run left a trace that is not one: report it, go on
             st, detail = "failed", err.line()
         by_name[e["name"]] = st

@@ -296,14 +296,21 @@ def read_trace(path):
     return _with_h5dump(path)
 
 
-def matches(expected_spec, trace_spec):
+def matches(expected_spec, trace_spec, defaults=None):
     """True when every key the run's spec sets has the same value in the trace's resolved spec
-    (trace.path aside: --out overrides it)."""
+    (trace.path aside: --out overrides it). ccdl leaves keys added after traces existed out of
+    the resolved spec while they hold their defaults (communication.slowmo.tau 0, ...), so a
+    key the trace lacks matches when the run sets it to its default (defaults: path -> value,
+    from `ccdl spec-keys` when the sweep was expanded)."""
     got = flatten(trace_spec)
+    defaults = defaults or {}
     for path, value in flatten(expected_spec).items():
         if path == "trace.path":
             continue
-        if path not in got or not same(got[path], value):
+        if path in got:
+            if not same(got[path], value):
+                return False
+        elif not (path in defaults and same(defaults[path], value)):
             return False
     return True
 
@@ -333,7 +340,7 @@ def _checkpoint_step(path):
         return None
 
 
-def state(trace, expected_spec=None):
+def state(trace, expected_spec=None, defaults=None):
     """(state, detail): state is running | completed | stale | resumable | failed | killed |
     missing. SweepError for a trace that is not what ccdl writes."""
     writer = live_writer(trace)
@@ -348,7 +355,7 @@ def state(trace, expected_spec=None):
     completed = info.attrs["completed"]
     reason = info.attrs["exit_reason"]
     if completed == 1:
-        if expected_spec is not None and not matches(expected_spec, info.attrs["spec_doc"]):
+        if expected_spec is not None and not matches(expected_spec, info.attrs["spec_doc"], defaults):
             return "stale", "completed trace of a different spec (the sweep changed)"
         n = (info.lengths or {}).get("resumes", {}).get("step", 0)
         return "completed", (f"resumed {n} time{'s' if n != 1 else ''}" if n else "")
