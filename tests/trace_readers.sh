@@ -55,4 +55,23 @@ wait "$pid"
 code=$?
 check "a reader holding the trace open does not stop the run (exit $code)" \
     sh -c "test $code -eq 0 && test \$(h5dump -a /completed '$work/held.h5' | grep -c '(0): 1') -eq 1"
+# the analysis's table of keys a trace's spec leaves out at their defaults is ccdl's: every
+# key of `ccdl spec-keys` is in a default run's resolved spec, or empty by default, or in the
+# table with ccdl's default value
+"$CCDL" spec-keys > "$work/keys.md"
+"$PYTHON" - "$top_srcdir" "$work/keys.md" "$work/t.h5" <<'PY' && pass "LATER_DEFAULTS agrees with ccdl spec-keys and a real trace" \
+    || fail "LATER_DEFAULTS out of date"
+import json, sys
+import h5py
+sys.path.insert(0, sys.argv[1] + "/analysis")
+sys.path.insert(1, sys.argv[1] + "/tools")
+from ccdl_analysis.traces import LATER_DEFAULTS, flatten
+from ccdl_sweep.specjson import Schema, same
+keys = Schema.from_table(open(sys.argv[2]).read()).keys
+spec = flatten(json.loads(h5py.File(sys.argv[3], "r").attrs["spec"]))
+omitted = {k for k in keys if k not in spec and keys[k]["default"] not in ("", None)}
+assert omitted == set(LATER_DEFAULTS), (sorted(omitted ^ set(LATER_DEFAULTS)))
+for k, v in LATER_DEFAULTS.items():
+    assert same(keys[k]["default"], v) or keys[k]["default"] == v, (k, keys[k]["default"], v)
+PY
 finish

@@ -58,6 +58,19 @@ SPEC_TYPES = {
 # Keys that never distinguish runs (set per run by ccdl-sweep, or a path on disk).
 IDENTITY_EXCLUDED = ("name", "trace.path", "communication.control.reference")
 
+# Keys ccdl added after traces existed: its resolved spec (a trace's `spec`) leaves them out
+# while they hold these defaults (spec.c's LATER_* fields), so a run that lacks one used this
+# value. tests/trace_readers.sh checks the table against `ccdl spec-keys` and a real trace.
+LATER_DEFAULTS = {
+    "data.src_lang": "en", "data.tgt_lang": "de", "data.tokens_per_batch": 2048,
+    "data.max_len": 0, "data.min_freq": 2, "data.lowercase": False,
+    "model.d_model": 256, "model.heads": 4, "model.d_ff": 1024, "model.enc_layers": 3,
+    "model.dec_layers": 3, "model.dropout": 0.1, "model.attn_dropout": 0.0,
+    "model.relu_dropout": 0.0, "model.label_smoothing": 0.1,
+    "optimizer.gossip_moments": False, "schedule.extra_epochs": [],
+    "communication.slowmo.tau": 0, "communication.slowmo.alpha": 1.0, "communication.slowmo.beta": 0.0,
+}
+
 # Short labels of common spec keys (tables, legends); other keys show their full path.
 SHORT = {
     "topology.kind": "topology", "communication.mode": "mode", "communication.phases": "phases",
@@ -68,6 +81,8 @@ SHORT = {
     "communication.local_steps": "H", "model.kind": "model", "data.dataset": "dataset",
     "schedule.epochs": "epochs", "schedule.lr": "lr", "schedule.local_batch": "local_batch",
     "optimizer.momentum": "momentum", "seed": "seed",
+    "communication.slowmo.tau": "tau", "communication.slowmo.alpha": "alpha",
+    "communication.slowmo.beta": "beta", "schedule.extra_epochs": "extra_epochs",
 }
 ALIASES = {v: k for k, v in SHORT.items()}
 
@@ -151,6 +166,8 @@ class Run:
         self.attrs = attrs
         self.spec = spec
         self.flat = flatten(spec)
+        for key, default in LATER_DEFAULTS.items():  # what the resolved spec left out
+            self.flat.setdefault(key, default)
         self.steps, self.epochs, self.phases = steps, epochs, phases
         self.resumes = resumes or {}  # read only when asked for (need["resumes"]), else {}
         self.name = spec.get("name") or os.path.splitext(os.path.basename(path))[0]
