@@ -107,11 +107,20 @@ for case in "m['runs'] = []|runs: expected a non-empty list" \
     "m['runs'][2]['reference'] = 'nope'|run ring-gossip-s1 (runs[2]): reference: expected the name of another run" \
     "m['slurm'] = {'ranks': 'two'}|slurm.ranks: expected a positive integer, got 'two'" \
     "m['ccdl'] = 5|ccdl: expected the path of the ccdl binary or null, got 5" \
-    "m['format'] = 'ccdl-sweep/9'|format 'ccdl-sweep/9', expected 'ccdl-sweep/1'"; do
+    "m['format'] = 'ccdl-sweep/9'|format 'ccdl-sweep/9', expected 'ccdl-sweep/1'" \
+    "m['defaults'] = 5|defaults: expected an object of spec key paths"; do
     copy_sweep m
     edit_manifest "$work/m" "${case%%|*}"
     fails_with "manifest.json: ${case%%|*}" "$work/m/manifest.json: ${case#*|}" sweep status "$work/m"
 done
+# a run entry without the reference keys has no reference, as with null (was a KeyError)
+copy_sweep m
+edit_manifest "$work/m" "for r in m['runs']:
+    if r['reference'] is None: del r['reference'], r['reference_trace']"
+check "manifest.json: run entries without reference keys: status (exit 1: runs missing)" \
+    sh -c '"$@" > "'"$work"'/out"; test $? = 1 && grep -q "^tiny: 6 runs: 6 missing" "'"$work"'/out"' sh \
+    "$PYTHON" "$top_srcdir/tools/ccdl-sweep" status "$work/m"
+check "manifest.json: run entries without reference keys: local --dry-run" sweep local "$work/m" --dry-run
 copy_sweep m
 sed -i '3s/\tspecs\/ring-ar-s2.json/\tspecs\/ring-gossip-s1.json/' "$work/m/manifest.tsv"
 fails_with "manifest.tsv edited by hand: status names the line" "$work/m/manifest.tsv: line 3: " sweep status "$work/m"

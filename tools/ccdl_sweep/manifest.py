@@ -119,6 +119,11 @@ def check(doc, directory, path):
                             ("validated", bool, "true or false"), ("sets", list, "a list")):
         if key in doc and not isinstance(doc[key], kind):
             bad(f"{key}: expected {what}, got {brief(doc[key])}")
+    defaults = doc.get("defaults")
+    if defaults is not None and not (isinstance(defaults, dict)
+                                     and all(isinstance(k, str) for k in defaults)):
+        bad(f"defaults: expected an object of spec key paths and their default values, "
+            f"got {brief(defaults)}")
     doc["slurm"] = slurm_settings(doc.get("slurm", {}), path)
     runs = doc.get("runs")
     if not isinstance(runs, list) or not runs:
@@ -152,7 +157,9 @@ def check(doc, directory, path):
                 bad(f"{label}: {key}: expected {what}, got {brief(e[key])}")
     for i, e in enumerate(runs):
         label = f"run {e['name']} (runs[{i}])"
-        ref, ref_trace = e.get("reference"), e.get("reference_trace")
+        # absent means no reference, as null does: the commands read both keys directly
+        ref = e.setdefault("reference", None)
+        ref_trace = e.setdefault("reference_trace", None)
         if ref is None:
             if ref_trace is not None:
                 bad(f"{label}: reference_trace without a reference")
