@@ -27,7 +27,7 @@ ccdl = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "..", "..", "ccd
 
 # 95% two-sided Student t for k - 1 = 1 and 2 degrees of freedom, in closed form
 T975 = {1: math.tan(0.475 * math.pi), 2: 0.95 * math.sqrt(2 / (1 - 0.95**2))}
-NETWORKS = {"ethernet-1g": (50e-6, 125e6), "infiniband-hdr": None}  # HDR read from the CSV
+ETHERNET_1G = (50e-6, 125e6)  # docs/analysis.md's profile; the other networks are read from the CSV
 
 # spec key defaults, from the binary's own schema table
 defaults = {}
@@ -71,7 +71,7 @@ def metrics(path):
         s, e = f["steps"], f["epochs"]
         phase, xi, rounds = s["phase"][()], s["xi"][()], s["rounds"][()]
         m = {"test_acc": 100 * e["test_acc"][-1], "best_acc": 100 * e["test_acc"][()].max(),
-             "train_loss": e["train_loss"][-1], "wall_s": None,
+             "train_loss": e["train_loss"][-1],
              "gb_sent": s["bytes_mean"][()].sum() / 1e9, "messages": s["messages_mean"][()].sum()}
         for k in (1, 2, 3):
             sel = phase == k
@@ -164,8 +164,9 @@ names = sorted({c[: -len("_diff_mean")] for c in cols if c.endswith("_diff_mean"
 for row in diff:
     members = [n for n in group_runs(row, keys) if not is_allreduce(runs[n][0])]
     assert len(members) == int(row["pairs"]), f"diff.csv {row}: {len(members)} runs match"
+    bases = {n: baseline(n) for n in members}
     for metric in names:
-        d = [runs[n][1][metric] - runs[baseline(n)][1][metric] for n in members]
+        d = [runs[n][1][metric] - runs[bases[n]][1][metric] for n in members]
         mean, sd, ci = stats(d)
         close(mean, float(row[f"{metric}_diff_mean"]), f"diff.csv {members[0]} {metric} mean")
         if sd is not None:
@@ -182,9 +183,9 @@ for row in cost:
         continue
     m = runs[row["run"]][1]
     lat, bw = float(row["latency_s"]), float(row["bandwidth_Bps"])
-    if NETWORKS.get(row["profile"]):
-        close(lat, NETWORKS[row["profile"]][0], f"cost.csv {row['profile']} latency")
-        close(bw, NETWORKS[row["profile"]][1], f"cost.csv {row['profile']} bandwidth")
+    if row["profile"] == "ethernet-1g":
+        close(lat, ETHERNET_1G[0], "cost.csv ethernet-1g latency")
+        close(bw, ETHERNET_1G[1], "cost.csv ethernet-1g bandwidth")
     compute = m["_c"] * m["_steps"]
     comm = float(np.sum(lat * m["_msg_max"] + m["_bytes_max"] / bw))
     close(compute, float(row["compute_s"]), f"cost.csv {row['run']} {row['profile']} compute_s")
